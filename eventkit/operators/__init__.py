@@ -1,0 +1,1 @@
+"""Sans-I/O operator state machines: ``feed``, ``flush``, ``deadline``, ``tick``."""

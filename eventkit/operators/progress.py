@@ -1,0 +1,240 @@
+"""Track each run's progress from its output and report it as ``progress`` events."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Final
+
+from eventkit.events import OUTPUT_TYPES, TERMINAL_TYPES, Event, EventType
+from eventkit.operators._base import Stateless
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["TrackProgress"]
+
+_PROGRESS_TYPE: Final = str(EventType.PROGRESS)
+# Plain str sets: membership tests then compare exact strings, the fast path.
+_OUTPUT_TYPES: Final = frozenset(str(t) for t in OUTPUT_TYPES)
+_TERMINAL_TYPES: Final = frozenset(str(t) for t in TERMINAL_TYPES)
+
+#: A progress report in program output: ``45%``, ``45.0% (9/20)`` or ``9/20``.
+#:
+#: A number before ``%`` must not continue a word or a number (``x12%``,
+#: ``1.5.0%``). A fraction must stand alone, so that paths and dates do not
+#: read as progress: neither number may touch a word character or a ``/``
+#: (``a/1/2``, ``2024/11/22``, ``step1/2``), nor a ``.`` that joins it to more of
+#: a word (``1.2/3``, ``1/2.5``, ``3/4.txt``); a ``.`` ending a sentence is fine
+#: (``Done 3/4.``).
+_PROGRESS_RE: Final = re.compile(
+    r"(?<![\w.])(?P<percent>\d+(?:\.\d+)?)%"
+    r"(?:\s*\(\s*(?P<part>\d+)/(?P<whole>\d+)\s*\))?"
+    r"|(?<![\w/])(?<![\w/]\.)(?P<current>\d+)/(?P<total>\d+)(?![\w/]|\.[\w/])"
+)
+
+_Parsed = tuple[float | None, int | None, int | None]
+
+
+def _parse(data: str, last: _Parsed) -> _Parsed:
+    """Return ``(percent, current, total)`` after the last report in ``data``.
+
+    Args:
+        data: Program output.
+        last: The values seen so far, kept where ``data`` says nothing new.
+
+    Returns:
+        ``last`` itself when ``data`` holds no valid report.
+    """
+    found = last
+    # Only the most recent valid report counts; invalid matches (a percent over
+    # 100, a fraction over its total) are skipped as false positives.
+    for match in _PROGRESS_RE.finditer(data):
+        percent_text = match["percent"]
+        if percent_text is not None:
+            percent = float(percent_text)
+            if percent > 100.0:
+                continue
+            part, whole = match["part"], match["whole"]
+            if part is not None and int(whole) > 0 and int(part) <= int(whole):
+                found = (percent, int(part), int(whole))
+            else:
+                # A bare percent says nothing about the counts: keep them.
+                found = (percent, last[1], last[2])
+            continue
+        current, total = int(match["current"]), int(match["total"])
+        if total > 0 and current <= total:
+            found = (100.0 * current / total, current, total)
+    return found
+
+
+class _RunState:
+    """What :class:`TrackProgress` knows about one run."""
+
+    __slots__ = (
+        "bytes",
+        "changed",
+        "events",
+        "first_timestamp",
+        "last",
+        "last_report",
+        "parsed",
+    )
+
+    def __init__(self, first: Event) -> None:
+        self.events = 0
+        self.bytes = 0
+        self.first_timestamp = first.timestamp
+        self.parsed: _Parsed = (None, None, None)
+        # True while a change of ``parsed`` has not been reported yet.
+        self.changed = False
+        # Event time of the last report, None before the first.
+        self.last_report: float | None = None
+        # The run's latest event, which the report at flush() follows.
+        self.last = first
+
+
+class TrackProgress(Stateless):
+    """Pass every event and report each run's progress as ``progress`` events.
+
+    Every input event passes unchanged and in order. Progress is parsed from
+    the ``data`` of ``stdout`` and ``stderr`` events: ``Progress: 45.0% (9/20)``,
+    ``45%`` or ``9/20`` (percent 45.0 from the fraction), the last report in
+    the data counting. A bare percent leaves current and total as last seen.
+    Fractions that look like paths or dates (``a/1/2``, ``2024/11/22``) are not
+    progress, nor are percents over 100 or fractions over their total.
+
+    A ``progress`` event is emitted right after an event that changed the parsed
+    ``(percent, current, total)``, at most one per ``interval`` seconds of event
+    time (:attr:`~eventkit.events.Event.timestamp`) per run; a change held back
+    by the interval is reported after the first later event of the run at least
+    ``interval`` after the previous report. A report with ``done`` True always
+    follows the run's terminal event (``completed``) and, at :meth:`flush`, the
+    last event of every run that never completed.
+
+    A progress event has the run, timestamp and sequence of the event it
+    follows, empty ``data``, and ``attrs``:
+
+    - ``events``: the run's input events so far, the terminal one included;
+    - ``bytes``: UTF-8 bytes of the run's ``stdout`` and ``stderr`` data so far;
+    - ``elapsed``: seconds from the run's first event to this one, by their
+      timestamps (0.0 if timestamps go backwards);
+    - ``rate``: ``events / elapsed`` per second, None while ``elapsed`` is 0;
+    - ``percent``, ``current``, ``total``: the parsed progress, None until seen;
+    - ``eta``: seconds left, ``elapsed * (100 - percent) / percent``; 0.0 at
+      100 %, None while ``percent`` or ``elapsed`` is unknown or 0;
+    - ``done``: True on the final report of a run.
+
+    State is kept per run and deleted after the run's terminal event, so memory
+    is bounded by the runs in progress; an event of the same run after that
+    starts a fresh count. Events of type ``progress`` fed back in pass untouched
+    and are not counted. No time-based behaviour: :meth:`deadline` is None.
+
+    Args:
+        interval: Least event time, in seconds, between two reports of a run
+            other than the final one; 0 to report every change.
+
+    Raises:
+        ValueError: If ``interval`` is negative.
+    """
+
+    __slots__ = ("_interval", "_runs")
+
+    def __init__(self, *, interval: float = 0.0) -> None:
+        if interval < 0:
+            raise ValueError(
+                f"interval must be at least 0 seconds, got interval={interval!r}"
+            )
+        self._interval = interval
+        self._runs: dict[str, _RunState] = {}
+
+    @property
+    def active_runs(self) -> int:
+        """Number of runs with state: seen, and not completed since."""
+        return len(self._runs)
+
+    def feed(self, event: Event) -> tuple[Event, ...]:
+        """Count ``event`` and return it, followed by a progress event if one is due.
+
+        Returns:
+            ``(event,)`` or ``(event, progress)``.
+        """
+        type_ = event.type
+        if type_ == _PROGRESS_TYPE:
+            return (event,)
+        run = event.run
+        state = self._runs.get(run)
+        if state is None:
+            state = self._runs[run] = _RunState(event)
+        state.events += 1
+        state.last = event
+        if type_ in _OUTPUT_TYPES:
+            data = event.data
+            # data_size() inlined, as every output event comes this way.
+            state.bytes += len(data) if data.isascii() else len(data.encode())
+            # Cheap pre-check: most output holds neither character, and the
+            # regular expression costs far more than two substring searches.
+            if "%" in data or "/" in data:
+                parsed = _parse(data, state.parsed)
+                if parsed != state.parsed:
+                    state.parsed = parsed
+                    state.changed = True
+        if type_ in _TERMINAL_TYPES:
+            del self._runs[run]
+            return (event, _report(state, event, done=True))
+        if state.changed and (
+            state.last_report is None
+            or event.timestamp - state.last_report >= self._interval
+        ):
+            state.changed = False
+            state.last_report = event.timestamp
+            return (event, _report(state, event, done=False))
+        return (event,)
+
+    def flush(self) -> tuple[Event, ...]:
+        """End of input: return a final report for every run that never completed.
+
+        Each follows its run's last event; runs come in the order first seen.
+        """
+        reports = tuple(
+            _report(state, state.last, done=True) for state in self._runs.values()
+        )
+        self._runs.clear()
+        return reports
+
+
+def _report(state: _RunState, after: Event, *, done: bool) -> Event:
+    """Make the progress event of ``state`` that follows the event ``after``."""
+    return Event(
+        type=_PROGRESS_TYPE,
+        data="",
+        timestamp=after.timestamp,
+        sequence=after.sequence,
+        run=after.run,
+        attrs=_attrs(state, after.timestamp, done=done),
+    )
+
+
+def _attrs(state: _RunState, now: float, *, done: bool) -> Mapping[str, Any]:
+    """Return the ``attrs`` of a progress event of ``state`` at event time ``now``."""
+    elapsed = max(0.0, now - state.first_timestamp)
+    percent, current, total = state.parsed
+    eta: float | None
+    if percent is None:
+        eta = None
+    elif percent >= 100.0:
+        eta = 0.0
+    elif percent > 0.0 and elapsed > 0.0:
+        eta = elapsed * (100.0 - percent) / percent
+    else:
+        eta = None
+    return {
+        "events": state.events,
+        "bytes": state.bytes,
+        "elapsed": elapsed,
+        "rate": state.events / elapsed if elapsed > 0.0 else None,
+        "percent": percent,
+        "current": current,
+        "total": total,
+        "eta": eta,
+        "done": done,
+    }

@@ -1,0 +1,55 @@
+"""Keep or drop events by type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from eventkit.operators._base import Stateless
+
+if TYPE_CHECKING:
+    from eventkit.events import Event
+
+__all__ = ["Select"]
+
+
+class Select(Stateless):
+    """Pass the events whose type is in (or, with ``keep=False``, not in) ``types``.
+
+    Dropped events are counted in :attr:`dropped`, by type; nothing leaves
+    unaccounted for. Order is kept.
+
+    Args:
+        types: Event types to select.
+        keep: True to keep the selected types (``only``), False to drop them
+            (``exclude``).
+
+    Raises:
+        ValueError: If ``types`` is empty.
+    """
+
+    __slots__ = ("dropped", "keep", "types")
+
+    def __init__(self, types: Iterable[str], *, keep: bool = True) -> None:
+        #: The event types selected.
+        self.types = frozenset(str(t) for t in types)
+        if not self.types:
+            raise ValueError("give at least one event type to select")
+        #: Whether the selected types are kept (True) or dropped (False).
+        self.keep = keep
+        #: Number of events dropped, by type.
+        self.dropped: dict[str, int] = {}
+
+    def feed(self, event: Event) -> tuple[Event, ...]:
+        """Return ``(event,)`` if it is selected, else ``()`` and count it."""
+        if (event.type in self.types) is self.keep:
+            return (event,)
+        self.drop(event)
+        return ()
+
+    def drop(self, event: Event) -> None:
+        """Count ``event`` as dropped.
+
+        A fused chain tests :attr:`types` inline and calls only this.
+        """
+        self.dropped[event.type] = self.dropped.get(event.type, 0) + 1

@@ -1,0 +1,65 @@
+"""eventkit's own wire format: JSON Lines, one :class:`~eventkit.Event` per line.
+
+Every field is written, so a stream recorded with :func:`encode` is read back
+by :func:`decode` exactly as it was (``attrs`` values must be JSON values; a
+tuple comes back as a list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from eventkit.events import Event
+
+__all__ = ["DecodeError", "decode", "encode"]
+
+def _encode_other(value: Any) -> Any:
+    # Mappings such as the shared empty attrs (a MappingProxyType) go as objects.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+_encoder: Final = msgspec.json.Encoder(enc_hook=_encode_other)
+_decoder: Final = msgspec.json.Decoder(Event)
+
+
+class DecodeError(ValueError):
+    """A line is not a valid eventkit JSON Lines event.
+
+    Attributes:
+        line: 1-based line number, when known (0 otherwise).
+        text: The offending line, decoded leniently and cut to 200 characters.
+    """
+
+    def __init__(self, reason: str, *, line: int = 0, text: str = "") -> None:
+        where = f"line {line}: " if line else ""
+        super().__init__(f"{where}{reason}")
+        self.line = line
+        self.text = text[:200]
+
+
+def encode(event: Event) -> bytes:
+    """Return ``event`` as one JSON line, newline included."""
+    return _encoder.encode(event) + b"\n"
+
+
+def decode(line: bytes | str, *, lineno: int = 0) -> Event:
+    """Parse one JSON line (trailing newline allowed) into an :class:`Event`.
+
+    Args:
+        line: The line's bytes or text.
+        lineno: Its 1-based position in the file, named in errors.
+
+    Raises:
+        DecodeError: If the line is not a JSON object with the Event fields of
+            the right types (``type`` is required).
+    """
+    try:
+        return _decoder.decode(line)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        text = line if isinstance(line, str) else line.decode(errors="replace")
+        raise DecodeError(str(exc), line=lineno, text=text.rstrip("\n")) from None

@@ -1,0 +1,22 @@
+"""Where events go: sinks for :func:`eventkit.run`.
+
+Each sink states what happens when it fails; the default is to stop the run
+with :exc:`eventkit.SinkError` (see :class:`Sink`).
+"""
+
+from eventkit.sinks._base import Sink
+from eventkit.sinks.console import ConsoleSink, console
+from eventkit.sinks.files import JsonlSink, jsonl
+from eventkit.sinks.memory import Call, Collect, call, collect
+
+__all__ = [
+    "Call",
+    "Collect",
+    "ConsoleSink",
+    "JsonlSink",
+    "Sink",
+    "call",
+    "collect",
+    "console",
+    "jsonl",
+]

@@ -1,0 +1,61 @@
+"""Sinks that hand events to Python code: a list, a callback."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from eventkit.sinks._base import Sink
+
+if TYPE_CHECKING:
+    from eventkit.events import Event
+
+__all__ = ["Call", "Collect", "call", "collect"]
+
+
+class Collect(Sink):
+    """Keep every event in :attr:`events`, in order. Never fails.
+
+    Memory grows with the stream: meant for tests and short runs.
+    """
+
+    def __init__(self) -> None:
+        #: The events received, in order.
+        self.events: list[Event] = []
+
+    async def send(self, event: Event) -> None:
+        """Append ``event`` to :attr:`events`."""
+        self.events.append(event)
+
+    def __repr__(self) -> str:
+        return f"<collect sink: {len(self.events)} events>"
+
+
+class Call(Sink):
+    """Call a function with each event; await its result when it is awaitable.
+
+    Whatever the function raises stops the run (see :class:`Sink`).
+    """
+
+    def __init__(self, fn: Callable[[Event], object]) -> None:
+        self._fn = fn
+
+    async def send(self, event: Event) -> None:
+        """Call the function with ``event`` and await it if need be."""
+        result = self._fn(event)
+        if inspect.isawaitable(result):
+            await result
+
+    def __repr__(self) -> str:
+        return f"<call sink {self._fn!r}>"
+
+
+def collect() -> Collect:
+    """Return a sink that keeps every event in its ``.events`` list."""
+    return Collect()
+
+
+def call(fn: Callable[[Event], Awaitable[object] | object]) -> Call:
+    """Return a sink calling ``fn(event)``, sync or async, for each event."""
+    return Call(fn)

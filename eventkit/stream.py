@@ -1,0 +1,91 @@
+"""The operators applied to a source: ``eventkit.stream.NAME(source, ...)``.
+
+Each is ``eventkit.pipe.NAME(...)(source)``; see :mod:`eventkit.pipe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from typing import TYPE_CHECKING
+
+from eventkit import pipe
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from eventkit.events import Event
+    from eventkit.operators.log import Logger
+    from eventkit.runner import EventStream
+
+__all__ = [
+    "buffer_bytes",
+    "exclude",
+    "export_metrics",
+    "log_events",
+    "only",
+    "reorder",
+    "track_progress",
+]
+
+
+def only(source: AsyncIterable[Event], *types: str) -> EventStream:
+    """Keep the events of ``source`` of the given types; see :func:`pipe.only`."""
+    return pipe.only(*types)(source)
+
+
+def exclude(source: AsyncIterable[Event], *types: str) -> EventStream:
+    """Drop the events of ``source`` of the given types; see :func:`pipe.exclude`."""
+    return pipe.exclude(*types)(source)
+
+
+def buffer_bytes(
+    source: AsyncIterable[Event],
+    limit: int = 1024,
+    *,
+    types: Iterable[str] = ("stdout", "stderr"),
+    max_age: float | None = None,
+) -> EventStream:
+    """Coalesce the output of ``source``; see :func:`pipe.buffer_bytes`."""
+    return pipe.buffer_bytes(limit, types=types, max_age=max_age)(source)
+
+
+def track_progress(
+    source: AsyncIterable[Event], *, interval: float = 0.0
+) -> EventStream:
+    """Add progress events to ``source``; see :func:`pipe.track_progress`."""
+    return pipe.track_progress(interval=interval)(source)
+
+
+def reorder(
+    source: AsyncIterable[Event],
+    *,
+    window: int = 1024,
+    max_delay: float | None = 1.0,
+    start: int | None = 0,
+    emit_gaps: bool = True,
+) -> EventStream:
+    """Put the events of ``source`` in order; see :func:`pipe.reorder`."""
+    return pipe.reorder(
+        window=window, max_delay=max_delay, start=start, emit_gaps=emit_gaps
+    )(source)
+
+
+def export_metrics(
+    source: AsyncIterable[Event],
+    registry: CollectorRegistry | None = None,
+    *,
+    namespace: str = "eventkit",
+) -> EventStream:
+    """Count the events of ``source``; see :func:`pipe.export_metrics`."""
+    return pipe.export_metrics(registry, namespace=namespace)(source)
+
+
+def log_events(
+    source: AsyncIterable[Event],
+    logger: Logger | None = None,
+    *,
+    types: Iterable[str] | None = None,
+    level: str | None = None,
+) -> EventStream:
+    """Log the events of ``source``; see :func:`pipe.log_events`."""
+    return pipe.log_events(logger, types=types, level=level)(source)
