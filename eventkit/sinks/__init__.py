@@ -8,6 +8,7 @@ from eventkit.sinks._base import Sink
 from eventkit.sinks.console import ConsoleSink, console
 from eventkit.sinks.files import JsonlSink, jsonl
 from eventkit.sinks.memory import Call, Collect, call, collect
+from eventkit.sinks.tee import Tee, tee
 
 __all__ = [
     "Call",
@@ -15,8 +16,10 @@ __all__ = [
     "ConsoleSink",
     "JsonlSink",
     "Sink",
+    "Tee",
     "call",
     "collect",
     "console",
     "jsonl",
+    "tee",
 ]

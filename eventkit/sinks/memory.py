@@ -44,7 +44,8 @@ class Call(Sink):
     async def send(self, event: Event) -> None:
         """Call the function with ``event`` and await it if need be."""
         result = self._fn(event)
-        if inspect.isawaitable(result):
+        # Most callbacks return None: skip the awaitable test for them.
+        if result is not None and inspect.isawaitable(result):
             await result
 
     def __repr__(self) -> str:

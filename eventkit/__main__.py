@@ -1,0 +1,7 @@
+"""``python -m eventkit``: the ``eventkit`` command."""
+
+import sys
+
+from eventkit.cli import main
+
+sys.exit(main())

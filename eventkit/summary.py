@@ -1,0 +1,137 @@
+"""Per-run summaries: what a run did, in one record.
+
+Pure bookkeeping, no I/O: feed events, get a :class:`RunSummary` when a run
+ends. The CLI prints these as its closing table; logging writes one line each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from eventkit.events import OUTPUT_TYPES, TERMINAL_TYPES
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from eventkit.events import Event
+
+__all__ = ["RunSummary", "SummaryTracker"]
+
+
+@dataclasses.dataclass(slots=True)
+class RunSummary:
+    """What one run did.
+
+    Attributes:
+        run: The run.
+        first_timestamp: Timestamp of its first event.
+        last_timestamp: Timestamp of its last event.
+        events: Events by type.
+        bytes: UTF-8 bytes of ``data`` by output type.
+        exit_code: From its ``result`` event, if any.
+        execution_time: From its ``result`` event, if any.
+        success: From its ``completed`` event; None if it never completed.
+        gaps: ``gap`` events (holes given up by reorder).
+        missing: Sequences those gaps left out.
+        limits: The ``limit`` of each ``resource_limit`` event, in order.
+        errors: The ``data`` of each ``error`` event, in order (at most 10).
+        percent: The last progress percentage reported, if any.
+
+    Events made by operators (``progress``, ``gap``) are not counted in
+    :attr:`events`; they are what :attr:`percent` and :attr:`gaps` report.
+    """
+
+    run: str
+    first_timestamp: float
+    last_timestamp: float
+    events: dict[str, int] = dataclasses.field(default_factory=dict)
+    bytes: dict[str, int] = dataclasses.field(default_factory=dict)
+    exit_code: int | None = None
+    execution_time: float | None = None
+    success: bool | None = None
+    gaps: int = 0
+    missing: int = 0
+    limits: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    percent: float | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds: the run's ``execution_time``, else first to last event."""
+        if self.execution_time is not None:
+            return self.execution_time
+        return max(self.last_timestamp - self.first_timestamp, 0.0)
+
+    @property
+    def completed(self) -> bool:
+        """Whether the run's ``completed`` event was seen."""
+        return self.success is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the summary as JSON-ready data."""
+        data = dataclasses.asdict(self)
+        data["duration"] = self.duration
+        data["completed"] = self.completed
+        return data
+
+
+class SummaryTracker:
+    """Keeps a :class:`RunSummary` per run from the events fed to it.
+
+    Args:
+        max_errors: Error messages kept per run.
+    """
+
+    __slots__ = ("_max_errors", "_runs")
+
+    def __init__(self, *, max_errors: int = 10) -> None:
+        self._runs: dict[str, RunSummary] = {}
+        self._max_errors = max_errors
+
+    def feed(self, event: Event) -> RunSummary | None:
+        """Account for ``event``; return its run's summary if the event ended it.
+
+        A run's summary stays available from :meth:`summaries` after its end.
+        """
+        summary = self._runs.get(event.run)
+        if summary is None:
+            summary = self._runs[event.run] = RunSummary(
+                event.run, event.timestamp, event.timestamp
+            )
+        kind = event.type
+        attrs = event.attrs
+        summary.last_timestamp = max(summary.last_timestamp, event.timestamp)
+        if kind == "progress":
+            percent = attrs.get("percent")
+            if isinstance(percent, int | float):
+                summary.percent = float(percent)
+            return None
+        if kind != "gap":
+            summary.events[kind] = summary.events.get(kind, 0) + 1
+        if kind in OUTPUT_TYPES:
+            summary.bytes[kind] = summary.bytes.get(kind, 0) + len(event.data.encode())
+        elif kind == "result":
+            exit_code = attrs.get("exit_code")
+            summary.exit_code = exit_code if isinstance(exit_code, int) else None
+            seconds = attrs.get("execution_time")
+            if isinstance(seconds, int | float):
+                summary.execution_time = float(seconds)
+        elif kind == "gap":
+            summary.gaps += 1
+            first, last = attrs.get("first_missing"), attrs.get("last_missing")
+            if isinstance(first, int) and isinstance(last, int):
+                summary.missing += last - first + 1
+        elif kind == "resource_limit":
+            summary.limits.append(str(attrs.get("limit", "")))
+        elif kind == "error":
+            if len(summary.errors) < self._max_errors:
+                summary.errors.append(event.data)
+        elif kind in TERMINAL_TYPES:
+            summary.success = bool(attrs.get("success", False))
+            return summary
+        return None
+
+    def summaries(self) -> Iterator[RunSummary]:
+        """Yield the summary of every run seen, in order of first appearance."""
+        return iter(self._runs.values())
