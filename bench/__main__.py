@@ -125,7 +125,7 @@ def show_core(report: dict[str, Any], console: Console) -> None:
     targets.add_column("met")
     for name, ratio in report["ratios"].items():
         met = eval_target(ratio["value"], ratio["target"])
-        targets.add_row(name, f"{ratio['value']:.2f}×", ratio["target"], _mark(met))
+        targets.add_row(name, f"{ratio['value']:.2f}x", ratio["target"], _mark(met))
     rss = report["peak_rss_mib"]
     targets.add_row(
         "peak RSS (b)",
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--rss-of", choices=sorted(core.VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rss-of", choices=sorted(core.VARIANTS), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.rss_of:
         _rss_of(args.rss_of, args.events)

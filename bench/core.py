@@ -21,8 +21,7 @@ import gc
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiostream import operator, pipe as apipe, stream as astream
 from aiostream.core import streamcontext
@@ -34,6 +33,9 @@ from eventkit.operators.buffer import BufferBytes
 from eventkit.operators.metrics import ExportMetrics
 from eventkit.operators.progress import TrackProgress
 from eventkit.operators.reorder import Reorder
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable
 
 KEEP = frozenset({"stdout", "stderr", "completed"})
 LIMIT = 1024

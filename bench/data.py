@@ -5,9 +5,12 @@ from __future__ import annotations
 import heapq
 import random
 import string
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from eventkit.events import NO_ATTRS, Event
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: Runs in flight at once; their events interleave.
 CONCURRENT_RUNS = 8

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -31,6 +30,8 @@ from eventkit.protocol.jsonl import DecodeError
 from eventkit.summary import RunSummary, SummaryTracker
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventkit.events import Event
     from eventkit.runner import Stage
 
@@ -53,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="eventkit",
         description="Process code-execution sandbox event streams.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"eventkit {_version()}"
-    )
+    parser.add_argument("--version", action="version", version=f"eventkit {_version()}")
     commands = parser.add_subparsers(title="commands", required=True)
 
     replay = commands.add_parser(
@@ -225,8 +224,18 @@ def _report(
         err.print("no events")
         return
     table = Table(title="Summary", title_justify="left", expand=False)
-    for column in ("run", "outcome", "exit", "duration", "events", "out / err", "notes"):
-        table.add_column(column, justify="left" if column in ("run", "notes") else "right")
+    for column in (
+        "run",
+        "outcome",
+        "exit",
+        "duration",
+        "events",
+        "out / err",
+        "notes",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("run", "notes") else "right"
+        )
     for run in runs:
         table.add_row(*_row(run))
     err.print(table)

@@ -16,7 +16,7 @@ __all__ = ["configure"]
 
 
 def configure(
-    format: Literal["json", "console"] = "console",  # noqa: A002 - the CLI's word
+    format: Literal["json", "console"] = "console",
     level: str = "info",
 ) -> None:
     """Send structlog's output to standard error, as JSON lines or for people.

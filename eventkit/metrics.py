@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -20,6 +19,8 @@ from prometheus_client.registry import Collector
 from eventkit.operators.metrics import ExportMetrics, MetricCounts
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from prometheus_client.metrics_core import Metric
 
 __all__ = ["EventMetricsCollector", "collector_for"]
@@ -76,7 +77,12 @@ class EventMetricsCollector(Collector):
         ns = self.namespace
         for name, doc, label, values in (
             ("events", "Events seen, by type.", "type", counts.events),
-            ("event_bytes", "UTF-8 bytes of event data, by type.", "type", counts.bytes),
+            (
+                "event_bytes",
+                "UTF-8 bytes of event data, by type.",
+                "type",
+                counts.bytes,
+            ),
             ("runs", "Completed runs, by outcome.", "outcome", counts.runs),
             (
                 "resource_limits",
@@ -145,4 +151,3 @@ def collector_for(
             collector = by_namespace[namespace] = EventMetricsCollector(namespace)
             registry.register(collector)
     return collector
-

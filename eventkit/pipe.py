@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -33,6 +32,8 @@ from eventkit.operators.select import Select
 from eventkit.runner import Stage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from prometheus_client import CollectorRegistry
 
     from eventkit.operators._base import Operator

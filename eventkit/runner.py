@@ -18,26 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import types
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Generator,
-    Iterable,
-    Sequence,
-)
 from typing import TYPE_CHECKING, Any, Final
 
 from aiostream.aiter_utils import AsyncIteratorContext
 from aiostream.core import Stream
 
-from eventkit.operators._base import Operator
 from eventkit.operators.select import Select
 
 if TYPE_CHECKING:
+    from collections.abc import (
+        AsyncIterable,
+        AsyncIterator,
+        Callable,
+        Generator,
+        Iterable,
+        Sequence,
+    )
+
     from eventkit.events import Event
+    from eventkit.operators._base import Operator
     from eventkit.sinks import Sink
 
 __all__ = ["Chain", "EventStream", "SinkError", "Stage", "drive", "run"]
@@ -253,6 +255,11 @@ def _compile(operators: Sequence[Operator]) -> Callable[[Event], list[Event]]:
     return compiled
 
 
+def _wake(waiter: asyncio.Future[None], _: object = None) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @types.coroutine
 def _advance(
     step: Generator[Any, Any, Event],
@@ -291,11 +298,7 @@ def _advance(
             # touching upstream: a waiter of our own wakes at whichever is first.
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
-
-            def wake(_: object = None) -> None:
-                if not waiter.done():
-                    waiter.set_result(None)
-
+            wake = functools.partial(_wake, waiter)
             waiting_on.add_done_callback(wake)
             timer = loop.call_later(max(due - clock(), 0.0), wake)
             try:
@@ -368,8 +371,12 @@ async def drive(
                 if out:
                     yield out
         else:
-            async for batch in _drive_timed(upstream, chain, clock):
-                yield batch
+            # Closed explicitly, so that a step it left pending is cancelled
+            # before upstream itself is closed.
+            timed = _drive_timed(upstream, chain, clock)
+            async with contextlib.aclosing(timed):  # type: ignore[type-var]
+                async for batch in timed:
+                    yield batch
         flushed = chain.flush()
         if flushed:
             yield flushed

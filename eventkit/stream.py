@@ -5,12 +5,13 @@ Each is ``eventkit.pipe.NAME(...)(source)``; see :mod:`eventkit.pipe`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
 from eventkit import pipe
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Iterable
+
     from prometheus_client import CollectorRegistry
 
     from eventkit.events import Event

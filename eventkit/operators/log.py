@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from eventkit.operators._base import Stateless
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from eventkit.events import Event
 
 __all__ = ["DATA_LIMIT", "LogEvents", "Logger"]
@@ -66,7 +67,9 @@ class LogEvents(Stateless):
         level: str | None = None,
     ) -> None:
         if level is not None and level.lower() not in _LEVELS:
-            raise ValueError(f"level must be one of {', '.join(_LEVELS)}, not {level!r}")
+            raise ValueError(
+                f"level must be one of {', '.join(_LEVELS)}, not {level!r}"
+            )
         self._logger = logger
         self._types = None if types is None else frozenset(str(t) for t in types)
         fixed = None if level is None else getattr(logger, level.lower())

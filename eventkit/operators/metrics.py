@@ -102,6 +102,8 @@ class ExportMetrics(Stateless):
     def feed(self, event: Event) -> tuple[Event, ...]:
         """Count ``event``; return ``(event,)``."""
         kind = event.type
+        if kind in _LIFECYCLE:
+            self._lifecycle(kind, event)
         events = self.counts.events
         count = events.get(kind)
         if count is None:
@@ -113,21 +115,25 @@ class ExportMetrics(Stateless):
             sizes = self.counts.bytes
             size = len(data) if data.isascii() else len(data.encode())
             sizes[kind] = sizes.get(kind, 0) + size
-        if kind in _LIFECYCLE:
-            self._lifecycle(kind, event)
         return (event,)
+
+    def _remember(self, run: str) -> list[float | None]:
+        """Return the run's ``[started, execution_time]``, bounded by ``max_runs``."""
+        state = self._started.get(run)
+        if state is None:
+            state = self._started[run] = [None, None]
+            if len(self._started) > self._max_runs:
+                self._started.popitem(last=False)
+        return state
 
     def _lifecycle(self, kind: str, event: Event) -> None:
         counts = self.counts
         if kind == "started":
-            self._started[event.run] = [event.timestamp, None]
-            if len(self._started) > self._max_runs:
-                self._started.popitem(last=False)
+            self._remember(event.run)[0] = event.timestamp
         elif kind == "result":
             seconds = event.attrs.get("execution_time")
-            state = self._started.setdefault(event.run, [None, None])
             if isinstance(seconds, int | float):
-                state[1] = float(seconds)
+                self._remember(event.run)[1] = float(seconds)
         elif kind == "resource_limit":
             limit = _label(counts.resource_limits, str(event.attrs.get("limit", "")))
             counts.resource_limits[limit] = counts.resource_limits.get(limit, 0) + 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from eventkit.operators._base import Stateless
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from eventkit.events import Event
 
 __all__ = ["Select"]

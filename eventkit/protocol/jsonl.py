@@ -16,6 +16,7 @@ from eventkit.events import Event
 
 __all__ = ["DecodeError", "decode", "encode"]
 
+
 def _encode_other(value: Any) -> Any:
     # Mappings such as the shared empty attrs (a MappingProxyType) go as objects.
     if isinstance(value, Mapping):
@@ -60,6 +61,17 @@ def decode(line: bytes | str, *, lineno: int = 0) -> Event:
     """
     try:
         return _decoder.decode(line)
-    except msgspec.DecodeError as exc:  # ValidationError is a subclass
-        text = line if isinstance(line, str) else line.decode(errors="replace")
-        raise DecodeError(str(exc), line=lineno, text=text.rstrip("\n")) from None
+    # ValidationError is a DecodeError; invalid UTF-8 and lone surrogates give
+    # UnicodeError, absurd nesting RecursionError: all are bad input alike.
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        text = (
+            line.encode(errors="replace").decode()
+            if isinstance(line, str)
+            else line.decode(errors="replace")
+        )
+        reason = (
+            f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, RecursionError)
+            else str(exc)
+        )
+        raise DecodeError(reason, line=lineno, text=text.rstrip("\n")) from None

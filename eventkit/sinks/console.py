@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ConsoleSink", "console"]
 
+_RED = "\x1b[31m"
+_RESET = "\x1b[0m"
+
 # How each lifecycle event is shown: a mark and a style.
 _MARKS: dict[str, tuple[str, str]] = {
     EventType.STARTED: ("▶", "dim"),
@@ -63,17 +66,24 @@ class ConsoleSink(Sink):
         """Show ``event``."""
         kind = event.type
         if kind == EventType.STDOUT:
-            self._write(self._out, Text(event.data), event.data)
+            self._write(self._out, event.data, colour=None)
         elif kind == EventType.STDERR:
-            self._write(self._err, Text(event.data, style="red"), event.data)
+            self._write(self._err, event.data, colour=_RED)
         elif kind != EventType.PROGRESS or self._show_progress:
             self._mark(event)
 
-    def _write(self, console: Console, text: Text, raw: str) -> None:
-        if raw:
-            console.print(text, end="")
-            console.file.flush()
-            self._at_line_start = raw.endswith("\n")
+    def _write(self, console: Console, data: str, *, colour: str | None) -> None:
+        # Program output goes to the file as is: rich would expand tabs and
+        # strip control characters such as the \r of a progress bar.
+        if not data:
+            return
+        file = console.file
+        if colour is not None and console.color_system is not None:
+            file.write(f"{colour}{data}{_RESET}")
+        else:
+            file.write(data)
+        file.flush()
+        self._at_line_start = data.endswith("\n")
 
     def _mark(self, event: Event) -> None:
         mark, style = _MARKS.get(event.type, ("·", "dim"))

@@ -37,7 +37,8 @@ class JsonlSink(Sink):
     async def open(self) -> None:
         """Open the path, if a path was given."""
         if isinstance(self._target, str | os.PathLike):
-            self._file = Path(self._target).open("wb")  # noqa: ASYNC230 - local file, buffered
+            # Blocking open of a local file, kept open until close().
+            self._file = Path(self._target).open("wb")  # noqa: ASYNC230, SIM115
             self._owned = True
         else:
             self._file = self._target

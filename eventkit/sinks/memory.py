@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from eventkit.sinks._base import Sink
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from eventkit.events import Event
 
 __all__ = ["Call", "Collect", "call", "collect"]

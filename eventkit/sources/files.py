@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
@@ -13,6 +12,8 @@ from eventkit.protocol.jsonl import DecodeError
 from eventkit.runner import EventStream
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
     from eventkit.events import Event
 
 __all__ = ["jsonl"]

@@ -1,0 +1,296 @@
+"""Tests for :mod:`eventkit.operators.log`, directly and through the pipe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+import eventkit
+from eventkit import pipe, sources
+from eventkit.events import Event
+from eventkit.operators._base import Operator
+from eventkit.operators.log import DATA_LIMIT, LogEvents
+
+
+def ev(
+    type: str, data: str = "", sequence: int = 0, *, run: str = "r", **attrs: Any
+) -> Event:
+    """Make an event of ``run``."""
+    return Event(
+        type=type,
+        data=data,
+        timestamp=1000.0 + sequence,
+        sequence=sequence,
+        run=run,
+        attrs=attrs,
+    )
+
+
+EVENTS = [
+    ev("started"),
+    ev("stdout", "hello\n", 1),
+    ev("stderr", "warn\n", 2),
+    ev("error", "Traceback ...", 3, code="E1"),
+    ev("resource_limit", sequence=4, limit="memory"),
+    ev("result", sequence=5, exit_code=0, execution_time=0.5),
+    ev("completed", sequence=6, success=True),
+]
+
+
+class RecordingLogger:
+    """A logger that records each call as (method, event, keywords)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def debug(self, event: str, **kw: Any) -> None:
+        """Record a debug entry."""
+        self.calls.append(("debug", event, kw))
+
+    def info(self, event: str, **kw: Any) -> None:
+        """Record an info entry."""
+        self.calls.append(("info", event, kw))
+
+    def warning(self, event: str, **kw: Any) -> None:
+        """Record a warning entry."""
+        self.calls.append(("warning", event, kw))
+
+    def error(self, event: str, **kw: Any) -> None:
+        """Record an error entry."""
+        self.calls.append(("error", event, kw))
+
+    def critical(self, event: str, **kw: Any) -> None:
+        """Record a critical entry."""
+        self.calls.append(("critical", event, kw))
+
+
+async def log_run(events: list[Event], stage: eventkit.Stage) -> list[Event]:
+    """Run ``events`` through ``stage``; return what came out."""
+    sink = eventkit.sinks.collect()
+    await eventkit.run(sources.iterate(events), stage, sink=sink)
+    return sink.events
+
+
+def test_is_a_stateless_operator() -> None:
+    """LogEvents is an operator without deadlines."""
+    operator = LogEvents(RecordingLogger())
+    assert isinstance(operator, Operator)
+    assert operator.timed is False
+    assert operator.deadline() is None
+    assert tuple(operator.flush()) == ()
+
+
+async def test_default_logger_entries() -> None:
+    """``log_events()`` logs each event with structlog's default logger."""
+    with capture_logs() as logs:
+        await log_run(EVENTS[:3], pipe.log_events())
+    assert logs == [
+        {
+            "event": "started",
+            "run": "r",
+            "sequence": 0,
+            "data": "",
+            "log_level": "info",
+        },
+        {
+            "event": "stdout",
+            "run": "r",
+            "sequence": 1,
+            "data": "hello\n",
+            "log_level": "info",
+        },
+        {
+            "event": "stderr",
+            "run": "r",
+            "sequence": 2,
+            "data": "warn\n",
+            "log_level": "warning",
+        },
+    ]
+
+
+async def test_explicit_logger() -> None:
+    """Entries go to the logger given, with its bound context."""
+    logger = structlog.get_logger("test").bind(component="sandbox")
+    with capture_logs() as logs:
+        await log_run(EVENTS[-1:], pipe.log_events(logger))
+    assert logs == [
+        {
+            "component": "sandbox",
+            "event": "completed",
+            "run": "r",
+            "sequence": 6,
+            "data": "",
+            "success": True,
+            "log_level": "info",
+        }
+    ]
+
+
+def test_entries_with_a_plain_logger() -> None:
+    """Any object with the level methods will do; no event loop needed."""
+    logger = RecordingLogger()
+    operator = LogEvents(logger)
+    operator.feed(ev("result", "out", 5, run="run-7", exit_code=0))
+    expected = (
+        "info",
+        "result",
+        {"run": "run-7", "sequence": 5, "data": "out", "exit_code": 0},
+    )
+    assert [expected] == logger.calls
+
+
+def test_attrs_are_top_level_keys() -> None:
+    """Each attr is a key of the entry, its value untouched."""
+    logger = RecordingLogger()
+    attrs: dict[str, Any] = {
+        "exit_code": 1,
+        "success": False,
+        "tags": ["a", None],
+        "nested": {"k": 1},
+    }
+    LogEvents(logger).feed(ev("result", **attrs))
+    (_, _, fields) = logger.calls[0]
+    assert {"run": "r", "sequence": 0, "data": "", **attrs} == fields
+
+
+def test_reserved_attr_names_are_prefixed() -> None:
+    """Attrs named like the entry's own keys get an ``attr_`` prefix."""
+    with capture_logs() as logs:
+        operator = LogEvents(structlog.get_logger())
+        operator.feed(
+            Event(
+                type="stdout",
+                data="real data",
+                timestamp=1.0,
+                sequence=3,
+                run="r",
+                attrs={
+                    "event": "e",
+                    "run": "other",
+                    "sequence": 99,
+                    "data": "d",
+                    "level": "l",
+                    "keep": 1,
+                },
+            )
+        )
+    assert logs == [
+        {
+            "event": "stdout",
+            "run": "r",
+            "sequence": 3,
+            "data": "real data",
+            "attr_event": "e",
+            "attr_run": "other",
+            "attr_sequence": 99,
+            "attr_data": "d",
+            "attr_level": "l",
+            "keep": 1,
+            "log_level": "info",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("", ""),
+        ("short", "short"),
+        ("x" * DATA_LIMIT, "x" * DATA_LIMIT),
+        ("x" * (DATA_LIMIT + 1), "x" * DATA_LIMIT + "\u2026"),
+        ("é" * 1000, "é" * DATA_LIMIT + "\u2026"),
+    ],
+    ids=["empty", "short", "at-limit", "one-over", "long-multibyte"],
+)
+def test_data_is_cut_to_200_characters(data: str, expected: str) -> None:
+    """Data longer than 200 characters is cut to 200 and an ellipsis added."""
+    assert DATA_LIMIT == 200
+    logger = RecordingLogger()
+    LogEvents(logger).feed(ev("stdout", data))
+    assert expected == logger.calls[0][2]["data"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "level"),
+    [
+        ("started", "info"),
+        ("stdout", "info"),
+        ("stderr", "warning"),
+        ("result", "info"),
+        ("error", "error"),
+        ("resource_limit", "error"),
+        ("completed", "info"),
+        ("progress", "info"),
+        ("gap", "info"),
+        ("custom", "info"),
+    ],
+)
+def test_level_by_type(kind: str, level: str) -> None:
+    """stderr logs at warning, error and resource_limit at error, the rest info."""
+    with capture_logs() as logs:
+        LogEvents(structlog.get_logger()).feed(ev(kind))
+    assert [(kind, level)] == [(entry["event"], entry["log_level"]) for entry in logs]
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "critical"])
+async def test_level_overrides_every_type(level: str) -> None:
+    """A fixed level is used for every entry, whatever the type."""
+    with capture_logs() as logs:
+        await log_run(EVENTS, pipe.log_events(level=level))
+    assert [level] * len(EVENTS) == [entry["log_level"] for entry in logs]
+
+
+def test_level_debug_with_a_plain_logger() -> None:
+    """``level="debug"`` calls only the logger's debug method."""
+    logger = RecordingLogger()
+    operator = LogEvents(logger, level="debug")
+    for event in EVENTS:
+        operator.feed(event)
+    assert ["debug"] * len(EVENTS) == [method for method, _, _ in logger.calls]
+
+
+async def test_types_filter() -> None:
+    """Only events of the given types are logged; every event passes."""
+    with capture_logs() as logs:
+        out = await log_run(
+            EVENTS, pipe.log_events(types=["started", "completed", "nonexistent"])
+        )
+    assert [entry["event"] for entry in logs] == ["started", "completed"]
+    assert out == EVENTS
+
+
+async def test_empty_types_logs_nothing() -> None:
+    """An empty ``types`` logs no event at all."""
+    with capture_logs() as logs:
+        out = await log_run(EVENTS, pipe.log_events(types=()))
+    assert logs == []
+    assert out == EVENTS
+
+
+async def test_events_pass_through_unchanged() -> None:
+    """Every event comes out as it went in, in order."""
+    with capture_logs() as logs:
+        out = await log_run(EVENTS, pipe.log_events())
+    assert out == EVENTS
+    assert [event.type for event in EVENTS] == [entry["event"] for entry in logs]
+
+
+def test_feed_returns_the_event_itself() -> None:
+    """``feed`` returns a one-tuple of the very event, logged or not."""
+    operator = LogEvents(RecordingLogger(), types=["stdout"])
+    for event in EVENTS:
+        (out,) = operator.feed(event)
+        assert out is event
+
+
+@pytest.mark.parametrize("level", ["loud", "", "warn", "fatal"])
+def test_unknown_level_is_refused(level: str) -> None:
+    """An unknown level name raises ValueError when the pipe is made."""
+    with pytest.raises(ValueError, match="level"):
+        pipe.log_events(level=level)
+    with pytest.raises(ValueError, match="level"):
+        LogEvents(RecordingLogger(), level=level)
