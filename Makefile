@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check eventkit tests recipes bench
 	$(BIN)/ruff format --check eventkit tests recipes bench
 	$(BIN)/mypy --strict eventkit
+	$(BIN)/mypy --strict tests/typing/api.py
 
 format: $(STAMP)
 	$(BIN)/ruff format eventkit tests recipes bench

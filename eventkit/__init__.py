@@ -11,6 +11,7 @@ The flat public API::
 
 from eventkit import pipe, sinks, sources, stream
 from eventkit.events import Event, EventType
+from eventkit.exceptions import StreamClosedError
 from eventkit.protocol.jsonl import DecodeError
 from eventkit.runner import EventStream, SinkError, Stage, run
 
@@ -21,6 +22,7 @@ __all__ = [
     "EventType",
     "SinkError",
     "Stage",
+    "StreamClosedError",
     "pipe",
     "run",
     "sinks",
