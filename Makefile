@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/eventkit replay recipes/data/demo.jsonl --reorder --progress
+	$(BIN)/eventkit run recipes/programs/data_job.py --progress --reorder
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check eventkit tests recipes bench
 	$(BIN)/ruff format --check eventkit tests recipes bench
 	$(BIN)/mypy --strict eventkit
-	$(BIN)/mypy --strict tests/typing/api.py
+	$(BIN)/mypy --strict tests/typing/api.py recipes
 
 format: $(STAMP)
 	$(BIN)/ruff format eventkit tests recipes bench

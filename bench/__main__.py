@@ -1,172 +1,129 @@
 """``python -m bench`` (``make bench``): eventkit's benchmarks, side by side.
 
-Prints a table per benchmark with the measured ratios against their targets;
-``--json`` prints the same as one JSON document instead. Targets are
-reported, not asserted: a missed target shows as such, with its numbers.
+Each benchmark measures eventkit against a baseline in the same run, variants
+interleaved, and prints a table of the variants and one of its targets.
+Targets are reported, not asserted: a missed target shows as such, with its
+numbers. ``--json`` prints every report as one JSON document instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import json
-import resource
-import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import core
-from bench.data import synthetic_events
+from bench import core, executor
+
+Step = Callable[[str], None]
+
+#: name -> (what it measures, runs it with the arguments and a progress hook)
+SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]]]] = {
+    "core": (
+        "the operator chain: hand-written vs fused vs aiostream",
+        lambda args, step: core.report(args.events, args.repetitions, step),
+    ),
+    "executor": (
+        "local executor: start to first stdout vs a bare subprocess",
+        lambda args, step: executor.measure(args.spawns),
+    ),
+}
 
 
-def _peak_rss_mib() -> float:
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child
-    # started by a big parent would report the parent's peak.
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def streaming_rss(variant: str, events: int) -> float:
-    """Return the peak RSS (MiB) of a fresh process streaming ``events`` events.
-
-    The events are made as they are consumed, as from a live source, so the
-    figure is the pipeline's own footprint plus the interpreter's.
-    """
-    child = subprocess.run(
-        [sys.executable, "-m", "bench", "--rss-of", variant, "--events", str(events)],
-        check=True,
-        capture_output=True,
-        text=True,
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks; print their reports."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        choices=[[], *SUITES],
+        metavar="SUITE",
+        help=f"which to run (default: all): {', '.join(SUITES)}",
     )
-    return float(child.stdout)
-
-
-def _rss_of(variant: str, events: int) -> None:
-    asyncio.run(core.VARIANTS[variant][1](synthetic_events(events), core.Tally()))
-    print(_peak_rss_mib())
-
-
-def run_core(events: int, repetitions: int, console: Console | None) -> dict[str, Any]:
-    """Measure the core chain three ways; return the report."""
-    data = list(synthetic_events(events))
-    steps = (repetitions + 1) * len(core.VARIANTS)
-    if console is None:
-        times = core.measure(data, repetitions)
-    else:
+    parser.add_argument("--json", action="store_true", help="print JSON, not tables")
+    parser.add_argument("--events", type=int, default=1_000_000, help="core: events")
+    parser.add_argument("--repetitions", type=int, default=3, help="core: rounds")
+    parser.add_argument("--spawns", type=int, default=20, help="executor: rounds")
+    args = parser.parse_args(argv)
+    chosen = args.suites or list(SUITES)
+    console = Console(stderr=args.json)
+    reports = {}
+    for name in chosen:
+        label, measure = SUITES[name]
         with Progress(
-            TextColumn("core chain"),
+            TextColumn(f"[bold]{name}[/] {label}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} runs ({task.description})"),
+            TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=console,
             transient=True,
         ) as progress:
-            task = progress.add_task("warm-up", total=steps)
-            times = core.measure(
-                data,
-                repetitions,
-                lambda name: progress.update(task, advance=1, description=name),
-            )
-    del data
-    rss = {name: streaming_rss(name, events) for name in core.VARIANTS}
-    medians = {name: core.median(spent) for name, spent in times.items()}
-    rate = {name: events / seconds for name, seconds in medians.items()}
-    return {
-        "benchmark": "core",
-        "events": events,
-        "repetitions": repetitions,
-        "variants": {
-            name: {
-                "label": core.VARIANTS[name][0],
-                "events_per_second": rate[name],
-                "us_per_event": medians[name] / events * 1e6,
-                "seconds": times[name],
-                "peak_rss_mib": rss[name],
-            }
-            for name in times
-        },
-        "ratios": {
-            "b/a": {"value": rate["b"] / rate["a"], "target": ">= 0.6"},
-            "b/c": {"value": rate["b"] / rate["c"], "target": ">= 3"},
-        },
-        "peak_rss_mib": {"value": rss["b"], "target": "< 150"},
-        "targets_met": rate["b"] / rate["a"] >= 0.6
-        and rate["b"] / rate["c"] >= 3
-        and rss["b"] < 150,
-    }
+            task = progress.add_task("", total=None)
+            reports[name] = measure(args, functools.partial(_describe, progress, task))
+        if not args.json:
+            show(reports[name], console)
+    if args.json:
+        json.dump(reports, sys.stdout, indent=2)
+        print()
+    return 0
 
 
-def show_core(report: dict[str, Any], console: Console) -> None:
-    """Print the core report as tables."""
-    table = Table(title=f"Core chain, {report['events']:,} events (median)")
+def _describe(progress: Progress, task: TaskID, step: str) -> None:
+    progress.update(task, description=step)
+
+
+def show(report: dict[str, Any], console: Console) -> None:
+    """Print a report: its variants, then its targets."""
+    variants = report["variants"]
+    columns = [
+        key
+        for key, value in next(iter(variants.values())).items()
+        if isinstance(value, int | float)
+    ]
+    table = Table(title=report.get("title", report["benchmark"]), title_justify="left")
     table.add_column("variant")
-    table.add_column("events/s", justify="right")
-    table.add_column("µs/event", justify="right")
-    table.add_column("peak RSS, streaming", justify="right")
-    for name, variant in report["variants"].items():
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, variant in variants.items():
         table.add_row(
-            f"({name}) {variant['label']}",
-            f"{variant['events_per_second']:,.0f}",
-            f"{variant['us_per_event']:.3f}",
-            f"{variant['peak_rss_mib']:.0f} MiB",
+            f"({name}) {variant['label']}", *(_number(variant[c]) for c in columns)
         )
     console.print(table)
-    targets = Table(title="Targets")
-    targets.add_column("measure")
-    targets.add_column("value", justify="right")
-    targets.add_column("target")
-    targets.add_column("met")
-    for name, ratio in report["ratios"].items():
-        met = eval_target(ratio["value"], ratio["target"])
-        targets.add_row(name, f"{ratio['value']:.2f}x", ratio["target"], _mark(met))
-    rss = report["peak_rss_mib"]
-    targets.add_row(
-        "peak RSS (b)",
-        f"{rss['value']:.0f} MiB",
-        f"{rss['target']} MiB",
-        _mark(eval_target(rss["value"], rss["target"])),
-    )
+    targets = Table(show_header=True, title_justify="left")
+    for column in ("target", "measured", "wanted", "met"):
+        targets.add_column(column, justify="left" if column == "target" else "right")
+    for name, target in report["targets"].items():
+        met = meets(target["value"], target["target"])
+        targets.add_row(
+            name,
+            f"{target['value']:.2f}",
+            target["target"],
+            "[green]yes[/]" if met else "[red]no[/]",
+        )
     console.print(targets)
 
 
-def eval_target(value: float, target: str) -> bool:
-    """Tell whether ``value`` meets a target written as ``">= 0.6"`` or ``"< 150"``."""
+def meets(value: float, target: str) -> bool:
+    """Tell whether ``value`` meets a target such as ``">= 0.6"`` or ``"< 150"``."""
     op, bound = target.split()
-    return {">=": value >= float(bound), "<": value < float(bound)}[op]
+    compare = {
+        ">=": value >= float(bound),
+        "<=": value <= float(bound),
+        "<": value < float(bound),
+    }
+    return compare[op]
 
 
-def _mark(met: bool) -> str:
-    return "[green]yes[/]" if met else "[red]no[/]"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print JSON, not tables")
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument(
-        "--rss-of", choices=sorted(core.VARIANTS), help=argparse.SUPPRESS
-    )
-    args = parser.parse_args(argv)
-    if args.rss_of:
-        _rss_of(args.rss_of, args.events)
-        return 0
-    console = None if args.json else Console(stderr=False)
-    report = run_core(args.events, args.repetitions, console)
-    if console is None:
-        json.dump({"core": report}, sys.stdout, indent=2)
-        print()
-    else:
-        show_core(report, console)
-    return 0
+def _number(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,7 @@ from aiostream.core import streamcontext
 from prometheus_client import CollectorRegistry
 
 import eventkit
+from bench.data import synthetic_events
 from eventkit import Event, pipe, sinks, sources
 from eventkit.operators.buffer import BufferBytes
 from eventkit.operators.metrics import ExportMetrics
@@ -284,6 +288,67 @@ def measure(
     return {name: spent[1:] for name, spent in times.items()}
 
 
-def median(values: list[float]) -> float:
-    """Return the median."""
-    return statistics.median(values)
+def report(
+    events: int,
+    repetitions: int,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Measure the core chain three ways; return the report.
+
+    Timing runs on events built beforehand; peak RSS is measured per variant
+    in a fresh process streaming the same events as they are made, so it is
+    the pipeline's footprint (plus the interpreter's), not the input's.
+    """
+    data = list(synthetic_events(events))
+    times = measure(data, repetitions, on_step)
+    del data
+    rss = {name: streaming_rss(name, events) for name in VARIANTS}
+    rate = {name: events / statistics.median(spent) for name, spent in times.items()}
+    return {
+        "benchmark": "core",
+        "title": f"Core chain, {events:,} events (median of {repetitions})",
+        "variants": {
+            name: {
+                "label": VARIANTS[name][0],
+                "events/s": rate[name],
+                "µs/event": 1e6 / rate[name],
+                "peak RSS MiB": rss[name],
+                "seconds": times[name],
+            }
+            for name in times
+        },
+        "targets": {
+            "b/a": {"value": rate["b"] / rate["a"], "target": ">= 0.6"},
+            "b/c": {"value": rate["b"] / rate["c"], "target": ">= 3"},
+            "peak RSS (b), MiB": {"value": rss["b"], "target": "< 150"},
+        },
+    }
+
+
+def streaming_rss(variant: str, events: int) -> float:
+    """Return the peak RSS (MiB) of a fresh process streaming ``events`` events."""
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.core", variant, str(events)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(child.stdout)
+
+
+def peak_rss_mib() -> float:
+    """Return this process's peak RSS in MiB."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child
+    # started by a big parent would report the parent's peak.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    # The child of streaming_rss(): run one variant on events made on the fly.
+    name, count = sys.argv[1], int(sys.argv[2])
+    asyncio.run(VARIANTS[name][1](synthetic_events(count), Tally()))
+    print(peak_rss_mib())

@@ -20,6 +20,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 import eventkit
@@ -30,7 +38,7 @@ from eventkit.protocol.jsonl import DecodeError
 from eventkit.summary import RunSummary, SummaryTracker
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterable, Sequence
 
     from eventkit.events import Event
     from eventkit.runner import Stage
@@ -44,9 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.handler(args)
+    except _Exit as stop:
+        return stop.status
     except KeyboardInterrupt:
         return 130
     return status
+
+
+class _Exit(Exception):
+    """Stop the command with this exit status; the message was printed."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +74,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"eventkit {_version()}")
     commands = parser.add_subparsers(title="commands", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run code in a sandbox (the local one by default) and show its events",
+        description="Run code in a sandbox and show its events as they come. "
+        "Runs on the local executor unless --url or --aicomputer names a remote "
+        "sandbox. The exit status is the code's own.",
+    )
+    code = run.add_mutually_exclusive_group(required=True)
+    code.add_argument("file", nargs="?", help="the program to run, or - for stdin")
+    code.add_argument("-c", dest="code", metavar="CODE", help="the code to run")
+    run.add_argument(
+        "--language",
+        help="python, bash or javascript (default: from the file name, else python)",
+    )
+    remote = run.add_mutually_exclusive_group()
+    remote.add_argument(
+        "--url",
+        metavar="WS_URL",
+        help="a HOPX agent: ws(s)://host:port/execute/stream or http(s)://host:port",
+    )
+    remote.add_argument(
+        "--aicomputer", metavar="BASE_URL", help="an AI Computer API base URL"
+    )
+    run.add_argument("--token", help="bearer token for the remote sandbox")
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="an environment variable for the code (repeatable)",
+    )
+    run.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="seconds (default 60)"
+    )
+    _add_chain_flags(run)
+    _add_output_flags(run)
+    run.set_defaults(handler=_run)
 
     replay = commands.add_parser(
         "replay",
@@ -92,7 +148,7 @@ def _add_chain_flags(parser: argparse.ArgumentParser) -> None:
         "--buffer-bytes",
         type=int,
         metavar="N",
-        help="coalesce output into chunks of at most N bytes",
+        help="coalesce output into chunks of at most N bytes, none older than 100 ms",
     )
     chain.add_argument(
         "--progress",
@@ -135,7 +191,8 @@ def _chain(args: argparse.Namespace) -> list[Stage]:
     if args.only:
         stages.append(pipe.only(*args.only))
     if args.buffer_bytes is not None:
-        stages.append(pipe.buffer_bytes(args.buffer_bytes))
+        # Flushed within 100 ms even when the program goes quiet: this is live.
+        stages.append(pipe.buffer_bytes(args.buffer_bytes, max_age=0.1))
     if args.progress:
         stages.append(pipe.track_progress())
     if args.metrics_port is not None:
@@ -155,49 +212,179 @@ class _SummarySink(sinks.Sink):
         self.tracker.feed(event)
 
 
-def _outputs(args: argparse.Namespace, summary: _SummarySink) -> sinks.Sink:
-    shown: sinks.Sink = (
-        sinks.jsonl(sys.stdout) if args.json else sinks.console(show_progress=False)
-    )
-    chosen = [shown, summary]
-    if args.jsonl:
-        chosen.append(sinks.jsonl(args.jsonl))
-    return sinks.tee(*chosen)
+def _shown(args: argparse.Namespace, err: Console) -> sinks.Sink:
+    """The stream as people see it, or as JSON Lines with ``--json``."""
+    if args.json:
+        return sinks.jsonl(sys.stdout)
+    return sinks.console(show_progress=False, console=err)
+
+
+class _ProgressBar(sinks.Sink):
+    """A live progress bar on stderr, shown once the output reports progress.
+
+    While it shows, rich prints everything written to stdout and stderr above it.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            # Program output printed above the bar, unless stdout goes elsewhere.
+            redirect_stdout=sys.stdout.isatty(),
+            redirect_stderr=True,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    async def send(self, event: Event) -> None:
+        if event.type != "progress":
+            return
+        percent = event.attrs.get("percent")
+        task = self._tasks.get(event.run)
+        if task is None:
+            if percent is None:
+                return
+            if not self._tasks:
+                self._progress.start()
+            task = self._tasks[event.run] = self._progress.add_task(
+                event.run, total=100.0
+            )
+        if percent is not None:
+            self._progress.update(task, completed=percent)
+        if event.attrs.get("done"):
+            self._progress.remove_task(task)
+
+    async def close(self) -> None:
+        if self._tasks:
+            self._progress.stop()
 
 
 def _replay(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False)
-    try:
-        stages = _chain(args)
-    except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
-    if args.log is not None:
-        configure_logging(args.log)
     invalid: list[DecodeError] = []
 
     def skip(error: DecodeError) -> None:
         invalid.append(error)
-        err.print(f"[yellow]skipped[/] {args.file}: {error}", markup=True)
+        err.print(f"[yellow]skipped[/] {args.file}: {error}")
 
     target: Any = sys.stdin.buffer if args.file == "-" else args.file
     source = sources.jsonl(target, on_invalid=skip if args.skip_invalid else None)
-    summary = _SummarySink()
-    server = _serve_metrics(args.metrics_port)
     try:
-        asyncio.run(eventkit.run(source, *stages, sink=_outputs(args, summary)))
+        runs = _process(args, source, err)
     except DecodeError as exc:
         err.print(f"[red]error:[/] {args.file}: {exc}")
         err.print("(use --skip-invalid to skip invalid lines)")
         return 1
-    except OSError as exc:
+    _report(args, runs, err, invalid=len(invalid))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True, highlight=False)
+    try:
+        code, language = _code(args)
+        env = dict(_pair(item) for item in args.env)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    try:
+        source = _sandbox(args, code, language, env)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    try:
+        runs = _process(args, source, err)
+    except eventkit.StreamClosedError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
+    _report(args, runs, err)
+    if not runs:
+        return 1
+    last = runs[-1]
+    if last.exit_code is not None:
+        return last.exit_code if 0 <= last.exit_code < 256 else 1
+    return 0 if last.success else 1
+
+
+def _code(args: argparse.Namespace) -> tuple[str, str]:
+    """Return the code to run and its language, from -c, a file or stdin."""
+    if args.code is not None:
+        return args.code, args.language or "python"
+    if args.file == "-":
+        return sys.stdin.read(), args.language or "python"
+    with open(args.file, encoding="utf-8") as file:
+        code = file.read()
+    suffix = args.file.rsplit(".", 1)[-1] if "." in args.file else ""
+    guessed = {"sh": "bash", "bash": "bash", "js": "javascript", "mjs": "javascript"}
+    return code, args.language or guessed.get(suffix, "python")
+
+
+def _pair(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise ValueError(f"--env takes NAME=VALUE, not {item!r}")
+    return name, value
+
+
+def _sandbox(
+    args: argparse.Namespace, code: str, language: str, env: dict[str, str]
+) -> AsyncIterable[Event]:
+    """Return the source the flags name: a remote sandbox, else the local one."""
+    if args.url:
+        return sources.websocket(
+            args.url,
+            code,
+            language=language,
+            timeout=args.timeout,
+            env=env,
+            token=args.token,
+        )
+    if args.aicomputer:
+        return sources.aicomputer(
+            args.aicomputer, code, token=args.token, timeout=args.timeout, env=env
+        )
+    return sources.local(code, language=language, timeout=args.timeout, env=env)
+
+
+def _process(
+    args: argparse.Namespace, source: AsyncIterable[Event], err: Console
+) -> list[RunSummary]:
+    """Run ``source`` through the chain the flags ask for, to the outputs.
+
+    Returns:
+        The runs' summaries.
+
+    Raises:
+        _Exit: With status 2 when the flags make no valid chain, 1 when the
+            source cannot be read (the message is printed).
+        Exception: Whatever else the source raises, for the caller to report.
+    """
+    try:
+        stages = _chain(args)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise _Exit(2) from None
+    if args.log is not None:
+        configure_logging(args.log)
+    summary = _SummarySink()
+    outputs = [_shown(args, err), summary]
+    if args.progress and not args.json and err.is_terminal:
+        outputs.append(_ProgressBar(err))
+    if args.jsonl:
+        outputs.append(sinks.jsonl(args.jsonl))
+    server = _serve_metrics(args.metrics_port)
+    try:
+        asyncio.run(eventkit.run(source, *stages, sink=sinks.tee(*outputs)))
+    except OSError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise _Exit(1) from None
     finally:
         if server is not None:
             server.shutdown()
-    _report(args, list(summary.tracker.summaries()), len(invalid), err)
-    return 0
+    return list(summary.tracker.summaries())
 
 
 def _serve_metrics(port: int | None) -> Any:
@@ -212,8 +399,9 @@ def _serve_metrics(port: int | None) -> Any:
 def _report(
     args: argparse.Namespace,
     runs: list[RunSummary],
-    invalid: int,
     err: Console,
+    *,
+    invalid: int = 0,
 ) -> None:
     """Print the closing summary: a table for people, JSON with ``--json``."""
     if args.json:
@@ -224,18 +412,10 @@ def _report(
         err.print("no events")
         return
     table = Table(title="Summary", title_justify="left", expand=False)
-    for column in (
-        "run",
-        "outcome",
-        "exit",
-        "duration",
-        "events",
-        "out / err",
-        "notes",
-    ):
-        table.add_column(
-            column, justify="left" if column in ("run", "notes") else "right"
-        )
+    table.add_column("run", no_wrap=True)
+    for column in ("outcome", "exit", "duration", "events", "out / err"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("notes", overflow="fold")
     for run in runs:
         table.add_row(*_row(run))
     err.print(table)

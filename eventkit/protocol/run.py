@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventkit.events import NO_ATTRS, TERMINAL_TYPES, Event
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = ["RunEvents", "new_run_id"]
 
@@ -49,7 +51,7 @@ class RunEvents:
 
     def make(
         self,
-        type: str,  # noqa: A002 - the Event field's name
+        type: str,
         data: str = "",
         *,
         timestamp: float | None = None,

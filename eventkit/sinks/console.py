@@ -45,6 +45,9 @@ class ConsoleSink(Sink):
         stdout: Where program output goes (default ``sys.stdout``).
         stderr: Where error output and event lines go (default ``sys.stderr``).
         show_progress: Also show ``progress`` events.
+        console: The rich console event lines are printed with (default: one
+            on ``stderr``); pass the console of a live display to print above
+            it.
     """
 
     def __init__(
@@ -53,11 +56,17 @@ class ConsoleSink(Sink):
         stderr: IO[str] | None = None,
         *,
         show_progress: bool = True,
+        console: Console | None = None,
     ) -> None:
-        self._out = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
-        self._err = Console(
-            file=stderr or sys.stderr, highlight=False, soft_wrap=True, stderr=True
+        # None: sys.stdout / sys.stderr as they are at each write, so that output
+        # follows a redirection (a live progress display prints it above itself).
+        self._stdout = stdout
+        self._stderr = stderr
+        self._console = console or Console(
+            file=stderr, highlight=False, soft_wrap=True, stderr=True
         )
+        # Colour the program's stderr only where the marks are coloured too.
+        self._red = self._console.color_system is not None
         self._show_progress = show_progress
         # Whether the last thing written ended a line: marks start on a new one.
         self._at_line_start = True
@@ -66,34 +75,30 @@ class ConsoleSink(Sink):
         """Show ``event``."""
         kind = event.type
         if kind == EventType.STDOUT:
-            self._write(self._out, event.data, colour=None)
+            self._write(self._stdout or sys.stdout, event.data, red=False)
         elif kind == EventType.STDERR:
-            self._write(self._err, event.data, colour=_RED)
+            self._write(self._stderr or sys.stderr, event.data, red=self._red)
         elif kind != EventType.PROGRESS or self._show_progress:
             self._mark(event)
 
-    def _write(self, console: Console, data: str, *, colour: str | None) -> None:
+    def _write(self, file: IO[str], data: str, *, red: bool) -> None:
         # Program output goes to the file as is: rich would expand tabs and
         # strip control characters such as the \r of a progress bar.
         if not data:
             return
-        file = console.file
-        if colour is not None and console.color_system is not None:
-            file.write(f"{colour}{data}{_RESET}")
-        else:
-            file.write(data)
+        file.write(f"{_RED}{data}{_RESET}" if red else data)
         file.flush()
         self._at_line_start = data.endswith("\n")
 
     def _mark(self, event: Event) -> None:
         mark, style = _MARKS.get(event.type, ("·", "dim"))
         if not self._at_line_start:
-            self._err.print()
+            self._console.print()
         line = Text(f"{mark} {event.type}", style=style)
         details = describe(event)
         if details:
             line.append(f" {details}", style="dim")
-        self._err.print(line)
+        self._console.print(line)
         self._at_line_start = True
 
 
@@ -112,10 +117,16 @@ def describe(event: Event) -> str:
         if attrs.get("done"):
             parts.append("done")
         return " ".join(parts)
-    fields = [f"{key}={value!r}" for key, value in attrs.items()]
+    fields = [f"{key}={_short(value)}" for key, value in attrs.items()]
     if event.data:
         fields.insert(0, event.data.rstrip("\n"))
     return " ".join(fields)
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return repr(value)
 
 
 def console(
@@ -123,6 +134,7 @@ def console(
     stderr: IO[str] | None = None,
     *,
     show_progress: bool = True,
+    console: Console | None = None,
 ) -> ConsoleSink:
     """Return a sink showing events in a terminal, coloured by type."""
-    return ConsoleSink(stdout, stderr, show_progress=show_progress)
+    return ConsoleSink(stdout, stderr, show_progress=show_progress, console=console)

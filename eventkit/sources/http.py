@@ -1,0 +1,593 @@
+"""Sources reading sandbox streams sent as NDJSON HTTP response bodies (aiohttp).
+
+:func:`ndjson` reads one request's body in any dialect of
+:mod:`eventkit.protocol.ndjson`; :func:`aicomputer` makes the whole series of
+AI Computer calls (token, create, status, execute, delete) around it. Each
+iteration of the returned stream makes its requests anew, in one
+:class:`aiohttp.ClientSession` of its own, closed when the iteration ends
+however it ends (exhausted, failed, or closed early by the consumer).
+
+Failure behaviour:
+
+* Invalid arguments raise :exc:`ValueError` when the source is made.
+* Connection failures before the response (refused, DNS, connect timeout)
+  raise aiohttp's own :exc:`aiohttp.ClientError` (or :exc:`TimeoutError`)
+  from the iteration, before any event.
+* A non-2xx answer raises :exc:`HTTPError` with the status and the start of
+  the body, before any event.
+* A body that ends before the run's terminal event (``completed``,
+  ``end_of_execution``), a connection lost or timed out mid-body, and a line
+  longer than ``max_line``, are one case, "closed before complete": with
+  ``on_close="raise"`` (the default) the iteration raises
+  :exc:`~eventkit.exceptions.StreamClosedError` (code None; the cause is the
+  aiohttp or :exc:`~eventkit.protocol.ndjson.LineTooLongError` error if any);
+  with ``on_close="event"`` it yields an ``error`` event with
+  ``attrs["code"] == "closed_before_complete"`` and the reason in
+  ``attrs["reason"]`` (its ``data`` is what the exception would have said),
+  then ``completed`` with ``attrs["success"] is False``, and ends. The
+  official clients end quietly instead, hiding that the outcome is unknown.
+  A partial last line lost with the connection is not decoded; the reason
+  says how many bytes it had.
+* Lines that cannot be decoded become ``error`` events with
+  ``attrs["code"] == "invalid_line"``; reading goes on.
+* :func:`aicomputer` raises :exc:`SandboxError` when the service's answers
+  make no sense or the sandbox never gets ready, and always tries to delete
+  the sandbox it created; a failure to delete is ignored and never hides the
+  error that ended the iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from eventkit.exceptions import StreamClosedError
+from eventkit.protocol.ndjson import (
+    DIALECTS,
+    MAX_LINE,
+    AiComputerDecoder,
+    LineSplitter,
+    LineTooLongError,
+    decoder_for,
+)
+from eventkit.runner import EventStream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping
+
+    from eventkit.events import Event
+    from eventkit.protocol.ndjson import Dialect, LineDecoder
+
+__all__ = ["HTTPError", "SandboxError", "aicomputer", "ndjson"]
+
+#: What a body ending before the run's terminal event does (as for
+#: :func:`eventkit.sources.websocket.websocket`).
+OnClose = Literal["raise", "event"]
+_ON_CLOSE: Final = ("raise", "event")
+#: Seconds between two status polls of a sandbox that is not ready yet.
+_POLL_INTERVAL: Final = 1.0
+#: Status polls before giving up (ai-computer-client's ``wait_for_ready``).
+_POLL_TRIES: Final = 10
+#: Seconds to set up a connection.
+_CONNECT_TIMEOUT: Final = 30.0
+#: Seconds for each of AI Computer's short calls: token, create, status, delete.
+_CALL_TIMEOUT: Final = 30.0
+#: Seconds the execute stream may last beyond the run's own timeout (the
+#: margin ai-computer-client 0.1-0.3.2 gave).
+_STREAM_GRACE: Final = 30.0
+#: Bytes of an error answer's body kept in :attr:`HTTPError.body`.
+_ERROR_BODY: Final = 1024
+#: Largest JSON answer read from AI Computer's short calls.
+_ANSWER_LIMIT: Final = 1 << 20
+#: What a failure reading the body may raise: aiohttp's errors (payload not
+#: complete, connection reset, read timeout) and a total timeout.
+_READ_ERRORS: Final = (aiohttp.ClientError, TimeoutError)
+
+
+class HTTPError(Exception):
+    """The server answered with a status outside 2xx.
+
+    Attributes:
+        method: The request method.
+        url: The request URL.
+        status: The HTTP status code.
+        body: The start of the response body (its first KiB), decoded as
+            UTF-8 with undecodable bytes replaced.
+    """
+
+    def __init__(self, method: str, url: str, status: int, body: str) -> None:
+        detail = f": {body[:200]}" if body else ""
+        super().__init__(f"{method} {url} answered HTTP {status}{detail}")
+        self.method = method
+        self.url = url
+        self.status = status
+        self.body = body
+
+
+class SandboxError(Exception):
+    """The sandbox service failed: a nonsense answer, or no ready sandbox.
+
+    Attributes:
+        sandbox_id: The sandbox concerned, or None before one was created.
+        status: The last status the sandbox reported, if any.
+    """
+
+    def __init__(
+        self, message: str, *, sandbox_id: str | None = None, status: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.sandbox_id = sandbox_id
+        self.status = status
+
+
+def _check_on_close(on_close: str) -> None:
+    if on_close not in _ON_CLOSE:
+        raise ValueError(f"on_close must be one of {_ON_CLOSE}, not {on_close!r}")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _read_head(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Return the body's first ``limit`` bytes (all of it if shorter)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        part = await response.content.read(limit - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    if 200 <= response.status < 300:
+        return
+    try:
+        body = await _read_head(response, _ERROR_BODY)
+    except _READ_ERRORS:
+        body = b""  # the status is the news; a body lost on the way is not
+    raise HTTPError(
+        response.method,
+        str(response.url),
+        response.status,
+        body.decode(errors="replace"),
+    )
+
+
+async def _stream(
+    response: aiohttp.ClientResponse,
+    decoder: LineDecoder,
+    *,
+    first: Callable[[], list[Event]],
+    max_line: int,
+    on_close: str,
+) -> AsyncIterator[Event]:
+    """Yield the events of an accepted response's NDJSON body.
+
+    ``first()`` gives the events to yield before the body (the synthetic
+    ``started``). Reading stops at the end of the body or when the decoder is
+    done; see the module docstring for the failures.
+    """
+    for event in first():
+        yield event
+    splitter = LineSplitter(max_line)
+    failure: Exception | None = None
+    reason = ""
+    chunks = response.content.iter_any()
+    while not decoder.done:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            chunk = b""
+        except _READ_ERRORS as exc:
+            failure, reason = exc, _describe(exc)
+            if splitter.pending:
+                reason += f" ({splitter.pending} bytes of an unfinished line lost)"
+            break
+        try:
+            lines = splitter.receive(chunk) if chunk else splitter.close()
+        except LineTooLongError as exc:
+            failure, reason = exc, str(exc)
+            break
+        # Lines after the terminal event still go to the decoder, which
+        # counts them as ignored.
+        for line in lines:
+            for event in decoder.decode_line(line):
+                yield event
+        if not chunk:
+            break
+    if decoder.finished:
+        return
+    reason = reason or "body ended before completed"
+    if on_close == "raise":
+        raise StreamClosedError(None, reason) from failure
+    for event in decoder.end(reason):
+        yield event
+
+
+class _NdjsonSource:
+    __slots__ = (
+        "_dialect",
+        "_headers",
+        "_json",
+        "_max_line",
+        "_method",
+        "_on_close",
+        "_run",
+        "_timeout",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        dialect: str,
+        run: str | None,
+        timeout: float | None,
+        method: str,
+        max_line: int,
+        on_close: str,
+    ) -> None:
+        self._url = url
+        self._json = json
+        self._headers = dict(headers) if headers else None
+        self._dialect = dialect
+        self._run = run
+        self._timeout = timeout
+        self._method = method
+        self._max_line = max_line
+        self._on_close = on_close
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        decoder = decoder_for(self._dialect, self._run)
+        timeout = aiohttp.ClientTimeout(
+            total=self._timeout, sock_connect=_CONNECT_TIMEOUT
+        )
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(
+                self._method, self._url, json=self._json, headers=self._headers
+            ) as response,
+        ):
+            await _raise_for_status(response)
+            events = _stream(
+                response,
+                decoder,
+                first=decoder.begin,
+                max_line=self._max_line,
+                on_close=self._on_close,
+            )
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    yield event
+
+
+def ndjson(
+    url: str,
+    *,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+    dialect: Dialect = "aicomputer",
+    run: str | None = None,
+    timeout: float | None = None,
+    method: str = "POST",
+    max_line: int = MAX_LINE,
+    on_close: OnClose = "raise",
+) -> EventStream:
+    """Return a stream of the events of an NDJSON HTTP response body.
+
+    Each iteration sends the request again: ``POST`` with ``json`` as the
+    body, or ``GET``. Once the server answers 2xx, a synthetic ``started``
+    event comes first (for the ``aicomputer`` and ``e2b`` dialects, whose
+    wire has none; an ``eventkit`` body carries its own), then the events of
+    the body's lines as they arrive. Reading stops at the run's terminal event
+    (the connection is then closed, whatever the server sends after it) or,
+    for the ``eventkit`` dialect, at the end of the body.
+
+    Example::
+
+        async with eventkit.sources.ndjson(
+            "http://127.0.0.1:49999/execute", json={"code": "print(1)"},
+            dialect="e2b",
+        ).stream() as events:
+            async for event in events:
+                print(event.type, event.data)
+
+    Args:
+        url: The endpoint.
+        json: The request body, sent as JSON; None sends none.
+        headers: Extra request headers (e.g. ``Authorization``).
+        dialect: ``"aicomputer"``, ``"e2b"`` or ``"eventkit"``; see
+            :mod:`eventkit.protocol.ndjson`.
+        run: The run id of the events made; a fresh one per iteration when
+            None. The ``eventkit`` dialect keeps its events' own.
+        timeout: Seconds for the whole request, body included; None for no
+            limit. Connecting is limited to 30 s either way.
+        method: ``"POST"`` or ``"GET"`` (only without ``json``).
+        max_line: The longest line accepted, in bytes.
+        on_close: What a body ending before the run's terminal event does:
+            ``"raise"`` :exc:`~eventkit.exceptions.StreamClosedError`, or
+            ``"event"``: yield an ``error`` and a failed ``completed`` event.
+
+    Returns:
+        The stream; nothing is sent before it is iterated.
+
+    Raises:
+        ValueError: If an argument is invalid (checked here, not when
+            iterating).
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}: expected one of {DIALECTS}")
+    _check_on_close(on_close)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive or None, not {timeout}")
+    if max_line <= 0:
+        raise ValueError(f"max_line must be positive, not {max_line}")
+    verb = method.upper()
+    if verb not in ("GET", "POST"):
+        raise ValueError(f"method must be 'GET' or 'POST', not {method!r}")
+    if verb == "GET" and json is not None:
+        raise ValueError("method GET cannot carry a json body")
+    source = _NdjsonSource(
+        url,
+        json=json,
+        headers=headers,
+        dialect=dialect,
+        run=run,
+        timeout=timeout,
+        method=verb,
+        max_line=max_line,
+        on_close=on_close,
+    )
+    return EventStream(source, ())
+
+
+def _call_timeout() -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=_CALL_TIMEOUT, sock_connect=_CONNECT_TIMEOUT)
+
+
+async def _answer(
+    response: aiohttp.ClientResponse, sandbox_id: str | None = None
+) -> dict[str, Any]:
+    """Return a 2xx response's JSON object body, or raise."""
+    await _raise_for_status(response)
+    body = await _read_head(response, _ANSWER_LIMIT + 1)
+    what = f"{response.method} {response.url}"
+    if len(body) > _ANSWER_LIMIT:
+        raise SandboxError(
+            f"{what}: answer over {_ANSWER_LIMIT} bytes", sandbox_id=sandbox_id
+        )
+    try:
+        answer = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise SandboxError(
+            f"{what}: answer is not JSON: {_describe(exc)}", sandbox_id=sandbox_id
+        ) from exc
+    if not isinstance(answer, dict):
+        raise SandboxError(
+            f"{what}: answer is not a JSON object", sandbox_id=sandbox_id
+        )
+    return answer
+
+
+async def _token(session: aiohttp.ClientSession, base: str) -> str:
+    async with session.post(f"{base}/dev/token", timeout=_call_timeout()) as response:
+        answer = await _answer(response)
+    token = answer.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise SandboxError(f"POST {base}/dev/token: no access_token in the answer")
+    return token
+
+
+async def _create(
+    session: aiohttp.ClientSession, base: str, auth: Mapping[str, str]
+) -> str:
+    url = f"{base}/api/v1/sandbox/create"
+    async with session.post(url, headers=auth, timeout=_call_timeout()) as response:
+        answer = await _answer(response)
+    sandbox_id = answer.get("sandbox_id")
+    if not isinstance(sandbox_id, str) or not sandbox_id:
+        raise SandboxError(f"POST {url}: no sandbox_id in the answer")
+    return sandbox_id
+
+
+async def _wait_ready(
+    session: aiohttp.ClientSession,
+    base: str,
+    sandbox_id: str,
+    auth: Mapping[str, str],
+) -> None:
+    """Poll the sandbox's status until it is ready, as ``wait_for_ready`` does.
+
+    A non-2xx answer, an unreadable one or a connection failure counts as
+    "not ready yet", like in ai-computer-client 0.3.4.
+    """
+    url = f"{base}/api/v1/sandbox/{quote(sandbox_id, safe='')}/status"
+    last = "no answer"
+    status: str | None = None
+    for attempt in range(_POLL_TRIES):
+        if attempt:
+            await asyncio.sleep(_POLL_INTERVAL)
+        try:
+            async with session.get(
+                url, headers=auth, timeout=_call_timeout()
+            ) as response:
+                answer = await _answer(response, sandbox_id)
+        except (HTTPError, SandboxError, *_READ_ERRORS) as exc:
+            last = _describe(exc)
+            continue
+        reported = answer.get("status")
+        status = reported.lower() if isinstance(reported, str) else None
+        if status in ("ready", "running"):
+            return
+        if status == "error":
+            error = answer.get("error", "Unknown error initializing sandbox")
+            raise SandboxError(
+                f"sandbox {sandbox_id} failed: {error}",
+                sandbox_id=sandbox_id,
+                status=reported,
+            )
+        last = f"status {reported!r}"
+    raise SandboxError(
+        f"sandbox {sandbox_id} not ready after {_POLL_TRIES} tries ({last})",
+        sandbox_id=sandbox_id,
+        status=status,
+    )
+
+
+async def _delete(
+    session: aiohttp.ClientSession,
+    base: str,
+    sandbox_id: str,
+    auth: Mapping[str, str],
+) -> None:
+    """Delete the sandbox, best effort: any failure is ignored."""
+    url = f"{base}/api/v1/sandbox/{quote(sandbox_id, safe='')}"
+    # Exception, not BaseException: a cancellation still goes through.
+    with contextlib.suppress(Exception):
+        async with session.delete(url, headers=auth, timeout=_call_timeout()):
+            pass
+
+
+class _AiComputerSource:
+    __slots__ = ("_base", "_code", "_env", "_on_close", "_run", "_timeout", "_token")
+
+    def __init__(
+        self,
+        base_url: str,
+        code: str,
+        *,
+        token: str | None,
+        timeout: int,
+        env: Mapping[str, str] | None,
+        run: str | None,
+        on_close: str,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._code = code
+        self._token = token
+        self._timeout = timeout
+        self._env = dict(env) if env else None
+        self._run = run
+        self._on_close = on_close
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        base = self._base
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            token = self._token
+            if token is None:
+                token = await _token(session, base)
+            auth = {"Authorization": f"Bearer {token}"}
+            sandbox_id = await _create(session, base, auth)
+            try:
+                await _wait_ready(session, base, sandbox_id, auth)
+                body: dict[str, Any] = {"code": self._code, "timeout": self._timeout}
+                if self._env:
+                    body["environment"] = self._env
+                url = (
+                    f"{base}/api/v1/sandbox/{quote(sandbox_id, safe='')}/execute/stream"
+                )
+                stream_timeout = aiohttp.ClientTimeout(
+                    total=self._timeout + _STREAM_GRACE, sock_connect=_CONNECT_TIMEOUT
+                )
+                decoder = AiComputerDecoder(self._run)
+                async with session.post(
+                    url, json=body, headers=auth, timeout=stream_timeout
+                ) as response:
+                    await _raise_for_status(response)
+                    events = _stream(
+                        response,
+                        decoder,
+                        first=lambda: [decoder.started({"sandbox_id": sandbox_id})],
+                        max_line=MAX_LINE,
+                        on_close=self._on_close,
+                    )
+                    async with contextlib.aclosing(events):  # type: ignore[type-var]
+                        async for event in events:
+                            yield event
+            finally:
+                await _delete(session, base, sandbox_id, auth)
+
+
+def aicomputer(
+    base_url: str,
+    code: str,
+    *,
+    token: str | None = None,
+    timeout: int = 30,
+    env: Mapping[str, str] | None = None,
+    run: str | None = None,
+    on_close: OnClose = "raise",
+) -> EventStream:
+    """Return a stream of the events of running ``code`` in an AI Computer sandbox.
+
+    Each iteration makes the calls of ``ai-computer-client`` 0.3.4, in one
+    :class:`aiohttp.ClientSession`:
+
+    1. ``POST /dev/token`` when ``token`` is None, for a development token;
+    2. ``POST /api/v1/sandbox/create`` for a sandbox id;
+    3. ``GET /api/v1/sandbox/{id}/status`` until the status is ``ready`` or
+       ``running`` (any case): at most 10 tries, 1 s apart; ``error`` fails
+       at once;
+    4. ``POST /api/v1/sandbox/{id}/execute/stream`` with ``{"code",
+       "timeout"}`` (and ``"environment"`` when ``env`` is given), whose
+       NDJSON body is decoded by
+       :class:`~eventkit.protocol.ndjson.AiComputerDecoder`;
+    5. ``DELETE /api/v1/sandbox/{id}`` when the iteration ends, however it
+       ends (best effort: a failure here is ignored).
+
+    Calls 2-5 carry ``Authorization: Bearer <token>``. The first event is a
+    synthetic ``started`` (made when the execute call is accepted) with
+    ``attrs["sandbox_id"]``. The execute call may take ``timeout`` + 30 s in
+    all; each other call 30 s.
+
+    Args:
+        base_url: The service, e.g. ``"http://api.aicomputer.dev"``.
+        code: The Python code to run.
+        token: A bearer token; None asks ``/dev/token`` for one.
+        timeout: The run's time limit in seconds, sent to the server.
+        env: Environment variables for the run.
+        run: The run id of the events; a fresh one per iteration when None.
+        on_close: What a body ending before ``completed`` does: ``"raise"``
+            :exc:`~eventkit.exceptions.StreamClosedError`, or ``"event"``:
+            yield an ``error`` and a failed ``completed`` event.
+
+    Returns:
+        The stream; nothing is sent before it is iterated.
+
+    Raises:
+        ValueError: If an argument is invalid (checked here, not when
+            iterating).
+    """
+    _check_on_close(on_close)
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive, not {timeout}")
+    source = _AiComputerSource(
+        base_url,
+        code,
+        token=token,
+        timeout=timeout,
+        env=env,
+        run=run,
+        on_close=on_close,
+    )
+    return EventStream(source, ())

@@ -1,0 +1,266 @@
+"""A source running code on a HOPX agent over its ``/execute/stream`` WebSocket.
+
+Each iteration of the stream opens a connection, sends one ``execute``
+message, yields ``started``, then one event per message the agent sends, and
+ends after ``completed`` by closing the connection with code 1000. The wire
+format and how it maps onto events are in :mod:`eventkit.protocol.hopx`.
+
+Failure behaviour:
+
+- **Handshake.** A refused connection raises :exc:`OSError`
+  (:exc:`ConnectionRefusedError`), an HTTP answer other than 101 (401 for a
+  bad token, 404 for a wrong path) raises
+  :exc:`websockets.exceptions.InvalidStatus` (its ``response.status_code``
+  tells which), any other failed upgrade another
+  :exc:`websockets.exceptions.InvalidHandshake`, and no answer within
+  ``open_timeout`` seconds raises :exc:`TimeoutError`. They are websockets'
+  own exceptions, unwrapped, so that callers can tell them apart; each comes
+  before any event.
+- **Close before ``complete``.** Whatever the close code (1000 and 1011
+  alike) and also when the connection is lost without a close frame (1006),
+  the run's outcome is unknown. ``on_close="raise"`` (the default) raises
+  :exc:`~eventkit.exceptions.StreamClosedError` with the code and reason;
+  ``on_close="event"`` yields an ``error`` event (``code``
+  ``"closed_before_complete"``, ``close_code``, ``reason``) and then
+  ``completed`` with ``success`` False, and ends normally. The official SDK
+  ends quietly instead, which hides the failure.
+- **A message over** ``max_size``. websockets closes the connection with
+  1009 ("message too big"); that is a close before ``complete`` as above,
+  with code 1009 and a reason naming the limit.
+- **Invalid messages** (not JSON, not an object, invalid UTF-8) become
+  ``error`` events with ``code`` ``"invalid_frame"`` and the stream goes on;
+  empty ones are skipped.
+- **Silence.** There is no read timeout: a server that keeps the connection
+  open and answers pings but sends nothing keeps the stream waiting (the run
+  may be long). websockets' keepalive (a ping every 20 s, 20 s to answer)
+  ends a dead connection, as a close with 1011. Put a deadline on the whole
+  run with ``aiostream.pipe.timeout`` or :func:`asyncio.timeout` if needed.
+- **No reconnect.** A new connection would need a new ``execute`` message,
+  which would run the code a second time; the protocol has no way to resume
+  a run. Iterating the stream again does start a new run, on purpose.
+- **Early stop.** When the consumer stops iterating (``break``, an error, a
+  cancellation), the connection is closed with 1000, the only "cancel" a
+  HOPX agent understands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from eventkit.exceptions import StreamClosedError
+from eventkit.protocol.hopx import HopxDecoder, agent_url, execute_message
+from eventkit.runner import EventStream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from eventkit.events import Event
+
+__all__ = ["websocket"]
+
+#: Close codes with a name of their own in the errors.
+_MESSAGE_TOO_BIG: Final = 1009
+_ABNORMAL_CLOSURE: Final = 1006
+
+OnClose = Literal["raise", "event"]
+
+
+class _WebSocketSource:
+    """Re-iterable: each ``__aiter__`` is a new connection and a new run."""
+
+    __slots__ = (
+        "_compression",
+        "_headers",
+        "_max_size",
+        "_message",
+        "_on_close",
+        "_open_timeout",
+        "_run",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None,
+        run: str | None,
+        max_size: int,
+        open_timeout: float,
+        compression: str | None,
+        on_close: OnClose,
+    ) -> None:
+        self._url = url
+        self._message = message
+        self._headers = headers
+        self._run = run
+        self._max_size = max_size
+        self._open_timeout = open_timeout
+        self._compression = compression
+        self._on_close = on_close
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        decoder = HopxDecoder(self._run)
+        receive = decoder.receive
+        ending: list[Event]
+        ws = await connect(
+            self._url,
+            additional_headers=self._headers,
+            compression=self._compression,
+            max_size=self._max_size,
+            open_timeout=self._open_timeout,
+        )
+        # Not ``async with ws``, which closes with 1011 ("internal error")
+        # whenever the block ends by an exception, a consumer's break
+        # (GeneratorExit) and a cancellation included. Stopping early is a
+        # normal close (1000), as with the SDK, and the only cancel a HOPX
+        # agent understands.
+        try:
+            try:
+                await ws.send(self._message)
+            except ConnectionClosed as exc:
+                ending = self._ending(decoder, exc)
+            else:
+                yield decoder.started()
+                # The hot path: one recv, one decode, one yield per message.
+                # decode=False hands text messages over as UTF-8 bytes, which
+                # msgspec reads directly: no str is made for the JSON text.
+                recv = ws.recv
+                while True:
+                    try:
+                        frame = await recv(False)
+                    except ConnectionClosed as exc:
+                        ending = self._ending(decoder, exc)
+                        break
+                    for event in receive(frame):
+                        yield event
+                    if decoder.finished:
+                        return
+        finally:
+            await ws.close()
+        # Yielded once the connection is closed, not while it lingers.
+        for event in ending:
+            yield event
+
+    def _ending(self, decoder: HopxDecoder, closed: ConnectionClosed) -> list[Event]:
+        """Raise, or return the events that end a run closed before ``complete``."""
+        code, reason = _close_of(closed, self._max_size)
+        if self._on_close == "raise":
+            raise StreamClosedError(code, reason) from closed
+        return decoder.closed(code, reason)
+
+
+def _close_of(closed: ConnectionClosed, max_size: int) -> tuple[int, str]:
+    """Return the close code and reason that ended a connection early."""
+    # The side that closed first decides: the server's code when it closed,
+    # ours when we did (1009 for an oversized message, 1011 for a keepalive
+    # timeout, 1002 for a protocol error).
+    frame = closed.rcvd
+    if frame is None or (closed.sent is not None and not closed.rcvd_then_sent):
+        frame = closed.sent
+    if frame is None:
+        return _ABNORMAL_CLOSURE, "connection lost without a close frame"
+    code, reason = int(frame.code), frame.reason
+    if code == _MESSAGE_TOO_BIG:
+        detail = f" ({reason})" if reason else ""
+        reason = f"a message exceeded max_size={max_size} bytes{detail}"
+    return code, reason
+
+
+def websocket(
+    url: str,
+    code: str,
+    *,
+    language: str = "python",
+    timeout: int = 60,
+    env: Mapping[str, str] | None = None,
+    workdir: str | None = None,
+    token: str | None = None,
+    run: str | None = None,
+    max_size: int = 16 * 2**20,
+    open_timeout: float = 10.0,
+    compression: str | None = "deflate",
+    on_close: OnClose = "raise",
+) -> EventStream:
+    """Return a stream of the events of running ``code`` on a HOPX agent.
+
+    Each iteration connects to ``url``, sends the ``execute`` message,
+    yields ``started`` right after sending it, then the events the agent's
+    messages make (see :class:`~eventkit.protocol.hopx.HopxDecoder`), and
+    ends after ``completed``. Iterating again runs the code again, on a new
+    connection. The module docstring lists what happens on failures.
+
+    Example::
+
+        stream = eventkit.sources.websocket(
+            sandbox.public_host, "print('hi')", token=jwt, compression=None
+        )
+        await eventkit.run(stream, eventkit.pipe.only("stdout"), sink=sink)
+
+    Args:
+        url: The agent: ``https://host[:port]`` (its ``public_host``; the
+            path is dropped, as the SDK does), ``wss://host[:port]``, or the
+            full ``wss://host[:port]/execute/stream``.
+        code: The program to run.
+        language: ``python``, ``javascript``, ``bash``, ``go``, ...
+        timeout: Seconds the agent lets the program run (sent to the agent;
+            the client enforces nothing).
+        env: Environment variables for the program.
+        workdir: Its working directory; the agent's default when None.
+        token: The sandbox's JWT, sent as ``Authorization: Bearer <token>``.
+        run: The run id of the events; a fresh one per iteration when None.
+        max_size: Largest message accepted, in bytes; a larger one ends the
+            run with close code 1009. The SDK keeps websockets' 1 MiB.
+        open_timeout: Seconds allowed for the TCP connection and handshake.
+        compression: ``"deflate"`` offers permessage-deflate, like the SDK,
+            and works with any server; None turns it off, which the agent
+            must accept. Uncompressed streams are ~2.8x faster per message
+            on loopback (69k against 190k messages/s measured), and
+            compression pays only on slow links.
+        on_close: What a close before ``complete`` does: ``"raise"``
+            :exc:`~eventkit.exceptions.StreamClosedError`, or ``"event"``:
+            end the run with an ``error`` and a failed ``completed`` event.
+
+    Returns:
+        A re-iterable stream; nothing connects until it is iterated.
+
+    Raises:
+        ValueError: At once, for a URL scheme other than ws, wss, http or
+            https, an unknown ``on_close`` or ``compression``, or a
+            ``timeout``, ``max_size`` or ``open_timeout`` that is not
+            positive.
+    """
+    if on_close not in ("raise", "event"):
+        raise ValueError(f"on_close must be 'raise' or 'event', not {on_close!r}")
+    if compression not in ("deflate", None):
+        raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+    _check_positive("timeout", timeout)
+    _check_positive("max_size", max_size)
+    _check_positive("open_timeout", open_timeout)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    source = _WebSocketSource(
+        agent_url(url),
+        execute_message(
+            code, language=language, timeout=timeout, env=env, workdir=workdir
+        ),
+        headers=headers,
+        run=run,
+        max_size=max_size,
+        open_timeout=open_timeout,
+        compression=compression,
+        on_close=on_close,
+    )
+    return EventStream(source, ())
+
+
+def _check_positive(name: str, value: Any) -> None:
+    # Also refuses NaN, which compares false with everything.
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, not {value!r}")
