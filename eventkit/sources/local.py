@@ -107,6 +107,10 @@ _SAFE_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
 _HIGH_WATER: Final = 256 * 1024
 #: ...and resumed once the consumer has brought it down to this.
 _LOW_WATER: Final = 64 * 1024
+#: How long a read waits for the next one before the consumer is woken, so
+#: that writes made together come out as one event: print() in unbuffered
+#: Python writes its text and its newline separately.
+_COALESCE: Final = 0.002
 #: After the exit, how long a pipe still held open by a process outside the
 #: group may stay silent before the stream stops waiting for it.
 _LINGER: Final = 0.5
@@ -248,6 +252,7 @@ class _Child(asyncio.SubprocessProtocol):
         "_received",
         "_timer",
         "_waiter",
+        "_wake_soon",
         "abandoned",
         "buffered",
         "chunks",
@@ -275,6 +280,7 @@ class _Child(asyncio.SubprocessProtocol):
         self.transport: asyncio.SubprocessTransport | None = None
         self._received = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._wake_soon: asyncio.TimerHandle | None = None
         #: The timeout until the exit, then the check on lingering pipes.
         self._timer: asyncio.TimerHandle | None = None
 
@@ -294,7 +300,8 @@ class _Child(asyncio.SubprocessProtocol):
         if self.buffered > _HIGH_WATER and fd not in self.paused:
             self._pipe(fd).pause_reading()
             self.paused.add(fd)
-        self._wake()
+        if self._wake_soon is None:
+            self._wake_soon = self._loop.call_later(_COALESCE, self._wake)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         self.chunks.append((fd, None))
@@ -370,6 +377,9 @@ class _Child(asyncio.SubprocessProtocol):
             # transport's close() kills the process too, and asyncio's child
             # watcher reaps it whatever happens.
             self._set_timer(None)
+            if self._wake_soon is not None:
+                self._wake_soon.cancel()
+                self._wake_soon = None
             assert self.transport is not None
             self.transport.close()
 
@@ -382,6 +392,9 @@ class _Child(asyncio.SubprocessProtocol):
         return pipe
 
     def _wake(self) -> None:
+        if self._wake_soon is not None:
+            self._wake_soon.cancel()
+            self._wake_soon = None
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -502,6 +515,13 @@ class _LocalSource:
                     await child.changed()
                     continue
                 fd, data = chunks.popleft()
+                # Reads of one pipe that came together make one event.
+                while data is not None and chunks and chunks[0][0] == fd:
+                    more = chunks[0][1]
+                    if more is None:
+                        break
+                    chunks.popleft()
+                    data += more
                 if data is None:
                     open_pipes -= 1
                     text = decoders[fd].decode(b"", True)

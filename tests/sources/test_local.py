@@ -448,7 +448,9 @@ async def test_pipes_held_from_outside_are_read_while_they_speak(
     code = (
         "import os, subprocess, time\n"
         f"child = subprocess.Popen(['sh', '-c', {script!r}], start_new_session=True)\n"
-        "print(f'pid {child.pid}', flush=True)\n"
+        # One write: print() under -u writes the newline apart, and the
+        # outsider's "1" could land in between.
+        "os.write(1, f'pid {child.pid}\\n'.encode())\n"
         "while not os.path.exists('begun'):\n"
         "    time.sleep(0.005)\n"
     )
