@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import core, executor
+from bench import core, executor, server
 
 Step = Callable[[str], None]
 
@@ -32,6 +32,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
     "executor": (
         "local executor: start to first stdout vs a bare subprocess",
         lambda args, step: executor.measure(args.spawns),
+    ),
+    "server": (
+        "local sandbox server: print(1) runs/s, a 100 MiB stream",
+        lambda args, step: server.measure(),
     ),
 }
 

@@ -113,6 +113,56 @@ def _parser() -> argparse.ArgumentParser:
     _add_output_flags(run)
     run.set_defaults(handler=_run)
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve a local sandbox the official HOPX and AI Computer SDKs can use",
+        description="Serve a local sandbox: the HOPX public API and agent "
+        "(WebSocket /execute/stream) and the AI Computer API, on one port. Point "
+        "the official SDKs at it with base_url=http://HOST:PORT.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=7777, help="default 7777")
+    serve.add_argument(
+        "--api-key",
+        help="the only key (and /dev/token tokens) accepted; required for any "
+        "address but loopback",
+    )
+    serve.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=8,
+        metavar="N",
+        help="executions running at once (default 8); more wait or are refused",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=64,
+        metavar="N",
+        help="executions waiting for a slot before refusals (default 64)",
+    )
+    serve.add_argument(
+        "--max-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="the longest timeout an execution gets (default 300)",
+    )
+    serve.add_argument(
+        "--max-code-bytes",
+        type=int,
+        default=1 << 20,
+        metavar="B",
+        help="the largest program accepted (default 1 MiB)",
+    )
+    serve.add_argument(
+        "--max-output-bytes",
+        type=int,
+        metavar="B",
+        help="cap on one execution's output (default: none)",
+    )
+    serve.set_defaults(handler=_serve)
+
     replay = commands.add_parser(
         "replay",
         help="run a recorded stream (eventkit JSON Lines) through the chain",
@@ -385,6 +435,39 @@ def _process(
         if server is not None:
             server.shutdown()
     return list(summary.tracker.summaries())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from eventkit.server import serve
+
+    err = Console(stderr=True, highlight=False)
+
+    def ready(url: str) -> None:
+        err.print(f"eventkit sandbox listening on [bold]{url}[/]")
+        err.print(f"  HOPX:        AsyncSandbox.create(..., base_url={url!r})")
+        err.print(f"  AI Computer: SandboxClient(base_url={url!r})")
+
+    try:
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                api_key=args.api_key,
+                max_concurrent=args.max_concurrent,
+                max_queue=args.max_queue,
+                max_timeout=args.max_timeout,
+                max_code_bytes=args.max_code_bytes,
+                max_output_bytes=args.max_output_bytes,
+                on_ready=ready,
+            )
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    except OSError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 1
+    return 0
 
 
 def _serve_metrics(port: int | None) -> Any:

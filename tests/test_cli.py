@@ -136,3 +136,48 @@ def test_python_dash_m() -> None:
     )
     assert done.returncode == 0
     assert len(done.stdout.splitlines()) == 27
+
+
+def test_serve_refuses_public_address_without_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Asked for a non-loopback address without --api-key, serve exits non-zero."""
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    _, err = capsys.readouterr()
+    assert "--api-key" in err
+
+
+def test_serve_answers_and_stops_on_interrupt() -> None:
+    """`eventkit serve` prints its URL, answers /health, exits on SIGINT."""
+    import json as jsonlib
+    import signal
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "eventkit", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        url = line.split("listening on ")[1].strip()
+        request = urllib.request.Request(
+            f"{url}/health", headers={"Authorization": "Bearer none"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                status = response.status
+                body = jsonlib.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, {}
+        # The agent endpoints want the sandbox's own token: without it, 401.
+        assert status in (200, 401)
+        if status == 200:
+            assert "healthy" == body["status"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+    assert server.returncode in (0, 130)

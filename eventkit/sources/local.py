@@ -104,9 +104,9 @@ __all__ = ["local"]
 _SAFE_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
 #: Output bytes held for the consumer before the pipes stop being read. The
 #: kernel's pipe buffers then fill, and the child blocks on its next write.
-_HIGH_WATER: Final = 256 * 1024
+_HIGH_WATER: Final = 4 * 1024 * 1024
 #: ...and resumed once the consumer has brought it down to this.
-_LOW_WATER: Final = 64 * 1024
+_LOW_WATER: Final = 1024 * 1024
 #: How long a read waits for the next one before the consumer is woken, so
 #: that writes made together come out as one event: print() in unbuffered
 #: Python writes its text and its newline separately.

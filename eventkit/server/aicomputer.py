@@ -1,0 +1,211 @@
+"""The AI Computer front end: what ``ai-computer-client`` calls, over HTTP.
+
+- ``POST /dev/token``: ``{"access_token"}``. Without an API key anyone gets
+  one (any token is accepted then anyway); with one, only a caller
+  presenting the key (``Authorization: Bearer`` or ``X-API-Key``).
+- ``POST /api/v1/sandbox/create``: ``{"sandbox_id", "status": "ready"}``.
+- ``GET /api/v1/sandbox/{id}/status``: ``{"status": "ready"}``.
+- ``POST /api/v1/sandbox/{id}/execute/stream``: ``{"code", "timeout",
+  "environment"?}`` in, an NDJSON body out
+  (:class:`eventkit.server._wire.AiComputerEncoder`), always ending with
+  ``{"type": "completed", "data": ""}`` once the run ends.
+- ``POST /api/v1/sandbox/{id}/execute``: the same run, answered at the end
+  as ``{"output", "sandbox_id", "exit_code", "success", "error"}``; its
+  output is capped at ``max_output_bytes`` or :data:`EXECUTE_OUTPUT_CAP`,
+  whichever is lower.
+- ``DELETE /api/v1/sandbox/{id}``: stops its runs, removes its directory.
+
+Every ``/api/v1`` call needs ``Authorization: Bearer <token>``
+(:mod:`eventkit.server.auth`); a sandbox answers only to the token that
+created it (404 for any other).
+
+Failure behaviour:
+
+- Bad or missing credentials: 401 with a JSON message; nothing runs.
+- An invalid body (types, code size, timeout range): 400 with a JSON
+  message; nothing runs.
+- All slots busy and the queue full: 429 with a JSON message; nothing runs.
+  An admitted request gets its 200 at once and waits for a slot with the
+  body open.
+- A run stopped by a limit, an executor error or a non-zero exit: one
+  ``error`` line (its message) just before ``completed``.
+- The client disconnects mid-run (or while queued): the handler is
+  cancelled, the process group killed and reaped.
+- The sandbox deleted or the server shutting down mid-run: an ``error``
+  line and ``completed``, and the body ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import web
+
+from eventkit.server._common import json_error, read_json, unauthorized
+from eventkit.server._wire import AiComputerEncoder
+from eventkit.server.auth import api_key_of, bearer_of
+from eventkit.server.limits import TooManyRequestsError, parse_aicomputer_execute
+from eventkit.server.sandboxes import AICOMPUTER, SandboxGoneError, SandboxLimitError
+
+if TYPE_CHECKING:
+    from eventkit.server._common import State
+    from eventkit.server.limits import ExecuteRequest, Ticket
+    from eventkit.server.sandboxes import Sandbox
+
+__all__ = ["EXECUTE_OUTPUT_CAP", "add_routes"]
+
+#: Output bytes the non-streaming ``execute`` keeps at most (it holds them all).
+EXECUTE_OUTPUT_CAP: Final = 16 << 20
+_NDJSON: Final = "application/x-ndjson"
+_BASE: Final = "/api/v1/sandbox"
+
+
+def add_routes(app: web.Application, state: State) -> None:
+    """Add the AI Computer routes to ``app``."""
+    front = _AiComputer(state)
+    app.router.add_post("/dev/token", front.token)
+    app.router.add_post(f"{_BASE}/create", front.create)
+    app.router.add_get(f"{_BASE}/{{id}}/status", front.status)
+    app.router.add_post(f"{_BASE}/{{id}}/execute/stream", front.execute_stream)
+    app.router.add_post(f"{_BASE}/{{id}}/execute", front.execute)
+    app.router.add_delete(f"{_BASE}/{{id}}", front.delete)
+
+
+class _AiComputer:
+    __slots__ = ("_state",)
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def _owner(self, request: web.Request) -> str | None:
+        token = bearer_of(request)
+        return token if self._state.auth.accepts(token) else None
+
+    def _owned(self, request: web.Request) -> Sandbox | web.Response:
+        owner = self._owner(request)
+        if owner is None:
+            return unauthorized("a valid bearer token is required")
+        sandbox_id = request.match_info["id"]
+        sandbox = self._state.sandboxes.get(AICOMPUTER, sandbox_id, owner)
+        if sandbox is None:
+            return json_error(404, "NOT_FOUND", f"sandbox {sandbox_id!r} not found")
+        return sandbox
+
+    async def token(self, request: web.Request) -> web.Response:
+        auth = self._state.auth
+        if not auth.open and not auth.is_key(bearer_of(request) or api_key_of(request)):
+            return unauthorized(
+                "this server has an API key: present it (Authorization: Bearer) "
+                "to get a token"
+            )
+        token, _ = auth.issue()
+        return web.json_response(
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": int(auth.token_ttl),
+            }
+        )
+
+    async def create(self, request: web.Request) -> web.Response:
+        owner = self._owner(request)
+        if owner is None:
+            return unauthorized("a valid bearer token is required")
+        try:
+            sandbox = self._state.sandboxes.create(AICOMPUTER, owner)
+        except SandboxLimitError as exc:
+            return json_error(429, "TOO_MANY_SANDBOXES", str(exc))
+        return web.json_response({"sandbox_id": sandbox.id, "status": "ready"})
+
+    async def status(self, request: web.Request) -> web.Response:
+        sandbox = self._owned(request)
+        if isinstance(sandbox, web.Response):
+            return sandbox
+        return web.json_response({"sandbox_id": sandbox.id, "status": "ready"})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        sandbox = self._owned(request)
+        if isinstance(sandbox, web.Response):
+            return sandbox
+        await self._state.sandboxes.delete(sandbox)
+        return web.json_response({"success": True, "sandbox_id": sandbox.id})
+
+    async def _admit(
+        self, request: web.Request
+    ) -> tuple[Sandbox, ExecuteRequest, Ticket] | web.Response:
+        """Check everything before a run: credentials, body, room."""
+        sandbox = self._owned(request)
+        if isinstance(sandbox, web.Response):
+            return sandbox
+        run = parse_aicomputer_execute(await read_json(request), self._state.limits)
+        sandbox.directory(run.workdir)
+        try:
+            ticket = self._state.admission.admit()
+        except TooManyRequestsError as exc:
+            return json_error(429, "TOO_MANY_REQUESTS", str(exc))
+        return sandbox, run, ticket
+
+    async def execute_stream(self, request: web.Request) -> web.StreamResponse:
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        sandbox, run, ticket = admitted
+        with ticket:
+            response = web.StreamResponse(headers={"Content-Type": _NDJSON})
+            await response.prepare(request)
+            encoder = AiComputerEncoder()
+
+            async def stream() -> None:
+                async with sandbox.execute(
+                    run, ticket, max_output_bytes=self._state.limits.max_output_bytes
+                ) as events:
+                    async for event in events:
+                        line = encoder.encode(event)
+                        if line:
+                            await response.write(line)
+
+            try:
+                await sandbox.guard(stream())
+            except SandboxGoneError as exc:
+                await response.write(_gone(exc))
+            except ConnectionError:
+                return response  # the client went away; its run is stopped
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+        return response
+
+    async def execute(self, request: web.Request) -> web.Response:
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        sandbox, run, ticket = admitted
+        limit = self._state.limits.max_output_bytes
+        cap = EXECUTE_OUTPUT_CAP if limit is None else min(limit, EXECUTE_OUTPUT_CAP)
+        encoder = AiComputerEncoder(output=True)
+        with ticket:
+
+            async def collect() -> None:
+                async with sandbox.execute(run, ticket, max_output_bytes=cap) as events:
+                    async for event in events:
+                        encoder.encode(event)
+
+            try:
+                await sandbox.guard(collect())
+            except SandboxGoneError as exc:
+                encoder.error = str(exc)
+        return web.json_response(
+            {
+                "output": "".join(encoder.text),
+                "sandbox_id": sandbox.id,
+                "exit_code": encoder.exit_code,
+                "success": encoder.error is None,
+                "error": encoder.error,
+            }
+        )
+
+
+def _gone(exc: SandboxGoneError) -> bytes:
+    encoder = AiComputerEncoder()
+    encoder.error = str(exc)
+    return encoder.end()

@@ -1,0 +1,125 @@
+"""Sandboxes: directories, paths inside them, tokens, deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+from eventkit.server.limits import Admission, ExecuteRequest, RequestError
+from eventkit.server.sandboxes import (
+    HOPX,
+    Registry,
+    SandboxGoneError,
+    SandboxLimitError,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def registry(base: Path, **options: object) -> Registry:
+    """A registry under ``base``."""
+    settings: dict[str, object] = {"max_sandboxes": 4, "token_ttl": 60.0}
+    settings.update(options)
+    return Registry(str(base), **settings)  # type: ignore[arg-type]
+
+
+def test_workdir_maps_inside_the_sandbox(tmp_path: Path) -> None:
+    """``/workspace`` is the sandbox's own directory, never the host's."""
+    sandbox = registry(tmp_path).create(HOPX, "owner")
+    root = os.path.realpath(sandbox.root)
+    assert os.path.join(root, "workspace") == sandbox.directory("/workspace")
+    assert os.path.join(root, "tmp", "x") == sandbox.directory("/tmp//./x")
+    assert os.path.isdir(sandbox.directory("/workspace"))
+
+
+def test_escapes_are_refused(tmp_path: Path) -> None:
+    """``..`` and links pointing out of the sandbox are refused."""
+    (tmp_path / "base").mkdir()
+    sandbox = registry(tmp_path / "base").create(HOPX, "owner")
+    with pytest.raises(RequestError, match=r"\.\."):
+        sandbox.directory("/workspace/../../etc")
+    os.symlink(tmp_path, os.path.join(sandbox.root, "workspace", "out"))
+    with pytest.raises(RequestError, match="leads out of the sandbox"):
+        sandbox.directory("/workspace/out")
+
+
+def test_lookup_by_kind_owner_and_token(tmp_path: Path) -> None:
+    """A sandbox answers only to its kind and owner; tokens expire and rotate."""
+    now = [100.0]
+    sandboxes = registry(tmp_path, clock=lambda: now[0])
+    sandbox = sandboxes.create(HOPX, "alice")
+    assert sandbox is sandboxes.get(HOPX, sandbox.id, "alice")
+    assert None is sandboxes.get(HOPX, sandbox.id, "bob")
+    assert None is sandboxes.get("aicomputer", sandbox.id, "alice")
+    old = sandbox.token
+    assert sandbox is sandboxes.by_token(old)
+    sandboxes.refresh_token(sandbox)
+    assert None is sandboxes.by_token(old)
+    assert sandbox is sandboxes.by_token(sandbox.token)
+    now[0] = 160.0
+    assert None is sandboxes.by_token(sandbox.token)
+
+
+def test_sandbox_count_is_bounded(tmp_path: Path) -> None:
+    """Past ``max_sandboxes`` creation is refused."""
+    sandboxes = registry(tmp_path, max_sandboxes=1)
+    sandboxes.create(HOPX, "owner")
+    with pytest.raises(SandboxLimitError, match="too many sandboxes"):
+        sandboxes.create(HOPX, "owner")
+
+
+async def test_delete_stops_runs_and_removes_the_directory(tmp_path: Path) -> None:
+    """Deleting a sandbox cancels its run (killing it) and removes its files."""
+    sandboxes = registry(tmp_path)
+    sandbox = sandboxes.create(HOPX, "owner")
+    started = asyncio.Event()
+    pids: list[int] = []
+
+    async def run() -> None:
+        with Admission(1, 0).admit() as ticket:
+            request = ExecuteRequest(
+                "import time\nprint('up', flush=True)\ntime.sleep(60)"
+            )
+            async with sandbox.execute(
+                request, ticket, max_output_bytes=None
+            ) as events:
+                async for event in events:
+                    if event.type == "started":
+                        pids.append(event.attrs["pid"])
+                    if event.type == "stdout":
+                        started.set()
+
+    task = asyncio.create_task(sandbox.guard(run()))
+    await asyncio.wait_for(started.wait(), 10)
+    await sandboxes.delete(sandbox)
+    with pytest.raises(SandboxGoneError):
+        await task
+    assert not os.path.exists(sandbox.root)  # noqa: ASYNC240 - a test's check
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)
+    with pytest.raises(SandboxGoneError):
+        await sandbox.guard(run())
+    assert 0 == len(sandboxes)
+
+
+async def test_runs_in_one_directory_take_turns(tmp_path: Path) -> None:
+    """Two runs in one directory take turns, so each runs its own main.py."""
+    sandbox = registry(tmp_path).create(HOPX, "owner")
+    admission = Admission(4, 4)
+
+    async def run(tag: str) -> str:
+        code = (
+            f"import time\nprint('{tag}-start')\ntime.sleep(0.05)\nprint('{tag}-end')"
+        )
+        with admission.admit() as ticket:
+            async with sandbox.execute(
+                ExecuteRequest(code), ticket, max_output_bytes=None
+            ) as events:
+                return "".join([e.data async for e in events if e.type == "stdout"])
+
+    outputs = await asyncio.gather(run("a"), run("b"))
+    assert ["a-start\na-end\n", "b-start\nb-end\n"] == list(outputs)
