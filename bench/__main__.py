@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import core, executor, server
+from bench import core, executor, ingest, server
 
 Step = Callable[[str], None]
 
@@ -28,6 +28,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
     "core": (
         "the operator chain: hand-written vs fused vs aiostream",
         lambda args, step: core.report(args.events, args.repetitions, step),
+    ),
+    "ingest": (
+        "WebSocket ingest: eventkit's HOPX source vs a bare websockets client",
+        lambda args, step: ingest.measure(args.frames, args.repetitions, step),
     ),
     "executor": (
         "local executor: start to first stdout vs a bare subprocess",
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
     parser.add_argument("--events", type=int, default=1_000_000, help="core: events")
     parser.add_argument("--repetitions", type=int, default=3, help="core: rounds")
+    parser.add_argument("--frames", type=int, default=200_000, help="ingest: frames")
     parser.add_argument("--spawns", type=int, default=20, help="executor: rounds")
     args = parser.parse_args(argv)
     chosen = args.suites or list(SUITES)

@@ -286,19 +286,16 @@ class HopxDecoder:
         # Output events never end a run: ``finished`` stays as it is.
         events = self._events
         raw = output.timestamp
-        if raw is None and output.sequence is None:
-            return [events.make(kind, output.data)]
+        timestamp = None if raw is None else parse_timestamp(raw)
+        if output.sequence is None and (timestamp is not None or raw is None):
+            # The usual case: no attrs, so no dict to make.
+            return [events.make(kind, output.data, timestamp=timestamp)]
         attrs: dict[str, Any] = {}
-        timestamp = None
-        if raw is not None:
-            timestamp = parse_timestamp(raw)
-            if timestamp is None:
-                attrs["timestamp"] = raw  # kept, since the event's is local
+        if timestamp is None and raw is not None:
+            attrs["timestamp"] = raw  # kept, since the event's is local
         if output.sequence is not None:
             attrs["server_sequence"] = output.sequence
-        return [
-            events.make(kind, output.data, timestamp=timestamp, attrs=attrs or NO_ATTRS)
-        ]
+        return [events.make(kind, output.data, timestamp=timestamp, attrs=attrs)]
 
     def _receive_other(self, frame: str | bytes) -> list[Event]:
         """Decode any message the typed fast path does not take."""

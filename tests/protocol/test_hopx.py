@@ -392,13 +392,17 @@ def test_server_sequence_is_kept() -> None:
     """A ``sequence`` from the server goes to attrs as ``server_sequence``."""
     decoding = decoder()
     events = [
-        *decoding.receive('{"type": "stdout", "data": "a", "sequence": 7}'),
+        *decoding.receive(
+            '{"type": "stdout", "data": "a", "sequence": 7, '
+            '"timestamp": "2025-11-20T10:30:01Z"}'
+        ),
         *decoding.receive('{"type": "result", "exit_code": 0, "sequence": 8}'),
         *decoding.receive('{"type": "stdout", "data": "b", "sequence": "9"}'),
         *decoding.receive('{"type": "stdout", "data": "c", "sequence": null}'),
         *decoding.receive('{"type": "result", "sequence": null}'),
     ]
     assert [event.sequence for event in events] == [1, 2, 3, 4, 5]
+    assert events[0].timestamp == utc(2025, 11, 20, 10, 30, 1)
     assert [event.attrs for event in events] == [
         {"server_sequence": 7},
         {"exit_code": 0, "server_sequence": 8},
