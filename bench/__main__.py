@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import core, executor, ingest, server
+from bench import core, executor, ingest, observability, server
 
 Step = Callable[[str], None]
 
@@ -28,6 +28,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
     "core": (
         "the operator chain: hand-written vs fused vs aiostream",
         lambda args, step: core.report(args.events, args.repetitions, step),
+    ),
+    "observability": (
+        "metrics and logs on the core chain: added cost",
+        lambda args, step: observability.measure(args.events, args.repetitions, step),
     ),
     "ingest": (
         "WebSocket ingest: eventkit's HOPX source vs a bare websockets client",

@@ -32,7 +32,6 @@ from rich.table import Table
 
 import eventkit
 from eventkit import pipe, sinks, sources
-from eventkit.events import LIFECYCLE_TYPES
 from eventkit.logging import configure as configure_logging
 from eventkit.protocol.jsonl import DecodeError
 from eventkit.summary import RunSummary, SummaryTracker
@@ -212,9 +211,29 @@ def _add_chain_flags(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on 127.0.0.1:P/metrics while running",
     )
     chain.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the metrics to a Prometheus Pushgateway at the end",
+    )
+    chain.add_argument(
         "--log",
         choices=("json", "console"),
-        help="log lifecycle events to stderr with structlog",
+        help="log to stderr with structlog: lifecycle events and a summary per run",
+    )
+    chain.add_argument(
+        "--log-level", default="info", help="the lowest level logged (default info)"
+    )
+    chain.add_argument(
+        "--log-events",
+        action="store_true",
+        help="with --log: log every event instead of the per-run summary",
+    )
+    chain.add_argument(
+        "--log-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --log-events: log one output event in N (lifecycle always)",
     )
 
 
@@ -245,10 +264,15 @@ def _chain(args: argparse.Namespace) -> list[Stage]:
         stages.append(pipe.buffer_bytes(args.buffer_bytes, max_age=0.1))
     if args.progress:
         stages.append(pipe.track_progress())
-    if args.metrics_port is not None:
+    if args.metrics_port is not None or args.pushgateway:
         stages.append(pipe.export_metrics())
     if args.log is not None:
-        stages.append(pipe.log_events(types=LIFECYCLE_TYPES))
+        # Lifecycle events and one summary line per run; every event with
+        # --log-events (a JSON line costs several microseconds).
+        if args.log_events:
+            stages.append(pipe.log_events(every=args.log_every))
+        else:
+            stages.append(pipe.log_events(mode="summary"))
     return stages
 
 
@@ -318,7 +342,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     def skip(error: DecodeError) -> None:
         invalid.append(error)
-        err.print(f"[yellow]skipped[/] {args.file}: {error}")
+        err.print(f"[yellow]skipped[/] {args.file}: {error}", soft_wrap=True)
 
     target: Any = sys.stdin.buffer if args.file == "-" else args.file
     source = sources.jsonl(target, on_invalid=skip if args.skip_invalid else None)
@@ -418,22 +442,22 @@ def _process(
         err.print(f"[red]error:[/] {exc}")
         raise _Exit(2) from None
     if args.log is not None:
-        configure_logging(args.log)
+        configure_logging(args.log, level=args.log_level)
     summary = _SummarySink()
     outputs = [_shown(args, err), summary]
     if args.progress and not args.json and err.is_terminal:
         outputs.append(_ProgressBar(err))
     if args.jsonl:
         outputs.append(sinks.jsonl(args.jsonl))
-    server = _serve_metrics(args.metrics_port)
+    if args.metrics_port is not None:
+        outputs.append(sinks.prometheus_http(args.metrics_port))
+    if args.pushgateway:
+        outputs.append(sinks.pushgateway(args.pushgateway, "eventkit"))
     try:
         asyncio.run(eventkit.run(source, *stages, sink=sinks.tee(*outputs)))
     except OSError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise _Exit(1) from None
-    finally:
-        if server is not None:
-            server.shutdown()
     return list(summary.tracker.summaries())
 
 
@@ -468,15 +492,6 @@ def _serve(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/] {exc}")
         return 1
     return 0
-
-
-def _serve_metrics(port: int | None) -> Any:
-    if port is None:
-        return None
-    from prometheus_client import start_http_server
-
-    server, _thread = start_http_server(port, addr="127.0.0.1")
-    return server
 
 
 def _report(

@@ -11,28 +11,29 @@ holes, and before :func:`buffer_bytes`, which merges events into chunks.
 A typical chain::
 
     reorder() -> only("stdout", "stderr", "completed") -> buffer_bytes(4096)
-    -> track_progress() -> export_metrics() -> log_events(types=LIFECYCLE)
+    -> track_progress() -> export_metrics() -> log_events(mode="summary")
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 
 from eventkit.metrics import collector_for
 from eventkit.operators.buffer import BufferBytes
-from eventkit.operators.log import LogEvents
-from eventkit.operators.metrics import ExportMetrics
+from eventkit.operators.log import LogEvents, LogSummaries
+from eventkit.operators.metrics import ExportMetrics, ExportRunMetrics
 from eventkit.operators.progress import TrackProgress
 from eventkit.operators.reorder import Reorder
 from eventkit.operators.select import Select
 from eventkit.runner import Stage
+from eventkit.summary import SummaryTracker
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from prometheus_client import CollectorRegistry
 
@@ -135,32 +136,84 @@ def reorder(
 
 
 def export_metrics(
-    registry: CollectorRegistry | None = None, *, namespace: str = "eventkit"
+    registry: CollectorRegistry | None = None,
+    *,
+    namespace: str = "eventkit",
+    self_metrics: bool = True,
+    run_labels: bool = False,
+    run_ttl: float = 30.0,
+    idle_ttl: float | None = 600.0,
+    max_run_series: int = 1000,
 ) -> Stage:
     """Pass events through, counting them as Prometheus metrics in ``registry``.
 
     Counters ``eventkit_events_total{type}``, ``eventkit_event_bytes_total{type}``,
-    ``eventkit_runs_total{outcome}``, ``eventkit_resource_limits_total{limit}``
-    and the histogram ``eventkit_run_duration_seconds``, with ``namespace`` in
-    place of ``eventkit``. Counting is local and cheap; Prometheus reads the
-    counts when it scrapes (see :mod:`eventkit.metrics`).
+    ``eventkit_runs_total{outcome}``, ``eventkit_resource_limits_total{limit}``,
+    ``eventkit_errors_total{code}`` and the histogram
+    ``eventkit_run_duration_seconds``, with ``namespace`` in place of
+    ``eventkit``. Counting is local and cheap; Prometheus reads the counts when
+    it scrapes (see :mod:`eventkit.metrics`). Serve them with
+    :func:`eventkit.sinks.prometheus_http` or push them with
+    :func:`eventkit.sinks.pushgateway`. Every metric is listed in
+    ``docs/metrics.md``.
+
+    Self-metrics (``self_metrics``, on by default): the chain this stage is
+    fused into also counts the events entering each stage, and the exporter
+    reads each operator's own counters when scraped: events received, sent
+    and dropped per stage (label ``stage``, such as ``"2:buffer_bytes"``,
+    and ``reason`` for drops), reorder's held events, gaps and missing
+    sequences, buffer_bytes' chunks by reason, splits and pending bytes,
+    track_progress's active runs, and the process's sources and local
+    server. Only the stages fused with this one are counted: an aiostream
+    pipe between stages cuts the chain in two. The counting costs an integer
+    add per event behind each stage that cannot tell its own output count
+    (``buffer_bytes``, ``track_progress``, foreign operators), about 5 % on
+    the core chain; without ``self_metrics`` the chain runs exactly as it
+    would without metrics.
+
+    Per-run series (``run_labels``, off by default): ``eventkit_run_*`` with a
+    ``run`` label (events, bytes, start time, progress ratio). A run label is
+    unbounded, so these are short-lived and capped: a run's series go
+    ``run_ttl`` seconds after it completes, or after ``idle_ttl`` seconds
+    without an event; at most ``max_run_series`` runs have series at once,
+    and the runs refused past that are counted in
+    ``eventkit_run_series_refused_total``.
 
     Args:
         registry: Default: prometheus_client's default registry.
         namespace: Metric name prefix.
+        self_metrics: Also export the pipeline's own metrics.
+        run_labels: Also export bounded per-run series.
+        run_ttl: Seconds a completed run's series stay (``run_labels`` only).
+        idle_ttl: Seconds without an event before a run's series go; None for
+            never (``run_labels`` only).
+        max_run_series: Most runs with series at once (``run_labels`` only).
 
     Raises:
-        ValueError: If ``namespace`` is not a valid metric name prefix.
+        ValueError: If ``namespace`` is not a valid metric name prefix, a TTL
+            is negative or ``max_run_series`` below 1.
     """
     if not _METRIC_NAME.fullmatch(namespace):
         raise ValueError(f"namespace must be a valid metric name, not {namespace!r}")
-    collector = collector_for(registry, namespace)
+    collector = collector_for(registry, namespace, self_metrics=self_metrics)
+    observe = collector.track_chain if self_metrics else None
+    factory: Callable[[], Operator]
+    if run_labels:
+        factory = functools.partial(
+            ExportRunMetrics,
+            run_ttl=run_ttl,
+            idle_ttl=idle_ttl,
+            max_run_series=max_run_series,
+            observe_chain=observe,
+        )
+    else:
+        factory = functools.partial(ExportMetrics, observe_chain=observe)
 
     def track(operator: Operator) -> None:
         assert isinstance(operator, ExportMetrics)
         collector.track(operator)
 
-    return Stage("export_metrics", ExportMetrics, on_create=track)
+    return Stage("export_metrics", factory, on_create=track)
 
 
 def log_events(
@@ -168,22 +221,59 @@ def log_events(
     *,
     types: Iterable[str] | None = None,
     level: str | None = None,
+    every: int = 1,
+    mode: Literal["events", "summary"] = "events",
 ) -> Stage:
     """Pass events through, logging them with structlog.
 
-    See :class:`~eventkit.operators.log.LogEvents`. Never configures structlog.
+    Two modes:
+
+    - ``"events"``: one entry per selected event (see
+      :class:`~eventkit.operators.log.LogEvents`);
+    - ``"summary"``: the lifecycle events (``started``, ``result``,
+      ``error``, ``resource_limit``, unless ``types`` says otherwise) and one
+      ``run_summary`` entry per run when it ends, in place of ``completed``:
+      duration, exit code, success, events and bytes per type, gaps, limits
+      hit (see :class:`~eventkit.operators.log.LogSummaries`). What the CLI
+      logs.
+
+    A JSON log line costs microseconds: on busy streams log summaries, or
+    sample with ``every``. Never configures structlog.
+
+    Example::
+
+        eventkit.pipe.log_events(mode="summary")
+        eventkit.pipe.log_events(types=["stdout", "stderr"], every=100)
 
     Args:
         logger: Default: ``structlog.get_logger("eventkit")``.
-        types: Event types to log; None logs all.
+        types: Event types to log; None logs all (``"events"``) or the
+            lifecycle types but ``completed`` (``"summary"``).
         level: Level name for every entry instead of the per-type default.
+        every: Log one in ``every`` selected events of each type; lifecycle
+            events are always logged.
+        mode: ``"events"`` or ``"summary"``.
 
     Raises:
-        ValueError: For an unknown level name.
+        ValueError: For an unknown level name or mode, or ``every`` below 1.
     """
     chosen: Logger = structlog.get_logger("eventkit") if logger is None else logger
     kinds = None if types is None else tuple(types)
-    return Stage(
-        "log_events",
-        functools.partial(LogEvents, chosen, types=kinds, level=level),
-    )
+    if mode == "events":
+        return Stage(
+            "log_events",
+            functools.partial(LogEvents, chosen, types=kinds, level=level, every=every),
+        )
+    if mode == "summary":
+        return Stage(
+            "log_events",
+            functools.partial(
+                LogSummaries,
+                chosen,
+                SummaryTracker,
+                types=kinds,
+                level=level,
+                every=every,
+            ),
+        )
+    raise ValueError(f"mode must be 'events' or 'summary', not {mode!r}")

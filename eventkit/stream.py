@@ -5,7 +5,7 @@ Each is ``eventkit.pipe.NAME(...)(source)``; see :mod:`eventkit.pipe`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from eventkit import pipe
 
@@ -76,9 +76,22 @@ def export_metrics(
     registry: CollectorRegistry | None = None,
     *,
     namespace: str = "eventkit",
+    self_metrics: bool = True,
+    run_labels: bool = False,
+    run_ttl: float = 30.0,
+    idle_ttl: float | None = 600.0,
+    max_run_series: int = 1000,
 ) -> EventStream:
     """Count the events of ``source``; see :func:`pipe.export_metrics`."""
-    return pipe.export_metrics(registry, namespace=namespace)(source)
+    return pipe.export_metrics(
+        registry,
+        namespace=namespace,
+        self_metrics=self_metrics,
+        run_labels=run_labels,
+        run_ttl=run_ttl,
+        idle_ttl=idle_ttl,
+        max_run_series=max_run_series,
+    )(source)
 
 
 def log_events(
@@ -87,6 +100,10 @@ def log_events(
     *,
     types: Iterable[str] | None = None,
     level: str | None = None,
+    every: int = 1,
+    mode: Literal["events", "summary"] = "events",
 ) -> EventStream:
     """Log the events of ``source``; see :func:`pipe.log_events`."""
-    return pipe.log_events(logger, types=types, level=level)(source)
+    return pipe.log_events(logger, types=types, level=level, every=every, mode=mode)(
+        source
+    )

@@ -118,11 +118,12 @@ def test_bad_chain_argument(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_log_json_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    """--log json writes lifecycle events as JSON lines on stderr."""
+    """--log json: lifecycle events and a run summary, as JSON lines on stderr."""
     assert main(["replay", str(DEMO), "--log", "json", "--json"]) == 0
     _, err = capsys.readouterr()
     entries = [json.loads(line) for line in err.splitlines() if '"level"' in line]
-    assert [e["event"] for e in entries] == ["started", "result", "completed"]
+    assert [e["event"] for e in entries] == ["started", "result", "run_summary"]
+    assert entries[-1]["exit_code"] == 0
     assert all(e["run"] == "demo-run-1" for e in entries)
 
 

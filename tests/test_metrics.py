@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import weakref
 from typing import Any
 
@@ -41,18 +42,28 @@ def one_run(
         ev("stdout", "é€😀", run=run),
         ev("stderr", "warn\n", run=run),
         ev("resource_limit", run=run, limit="memory"),
+        ev("error", "Traceback", run=run, code="EXECUTION_FAILED"),
         ev("result", run=run, exit_code=0, execution_time=seconds),
         ev("completed", run=run, timestamp=200.0, success=success),
     ]
 
 
+#: The families of the event counts, in any namespace; the self-metrics and
+#: per-run series are tested in test_observability.py.
+EVENT_FAMILY = re.compile(
+    r"[a-z]+_(events_total|event_bytes_total|runs_total|resource_limits_total"
+    r"|errors_total|run_duration_seconds_(bucket|sum|count))"
+)
+
+
 def scrape(registry: CollectorRegistry) -> dict[str, float]:
-    """Return every sample of the text exposition, keyed by name and labels."""
+    """Return the event count samples, keyed by name and labels."""
     samples = {}
     for line in generate_latest(registry).decode().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
+            if EVENT_FAMILY.fullmatch(key.partition("{")[0]):
+                samples[key] = float(value)
     return samples
 
 
@@ -74,6 +85,7 @@ async def test_exposition_text() -> None:
         'eventkit_event_bytes_total{type="stderr"} 5.0',
         'eventkit_runs_total{outcome="success"} 1.0',
         'eventkit_resource_limits_total{limit="memory"} 1.0',
+        'eventkit_errors_total{code="EXECUTION_FAILED"} 1.0',
         "# TYPE eventkit_run_duration_seconds histogram",
         "eventkit_run_duration_seconds_count 1.0",
         "eventkit_run_duration_seconds_sum 0.3",
@@ -90,13 +102,16 @@ async def test_counters() -> None:
         'eventkit_events_total{type="stdout"}': 4.0,
         'eventkit_events_total{type="stderr"}': 2.0,
         'eventkit_events_total{type="resource_limit"}': 2.0,
+        'eventkit_events_total{type="error"}': 2.0,
         'eventkit_events_total{type="result"}': 2.0,
         'eventkit_events_total{type="completed"}': 2.0,
         'eventkit_event_bytes_total{type="stdout"}': 30.0,
         'eventkit_event_bytes_total{type="stderr"}': 10.0,
+        'eventkit_event_bytes_total{type="error"}': 18.0,
         'eventkit_runs_total{outcome="failure"}': 1.0,
         'eventkit_runs_total{outcome="success"}': 1.0,
         'eventkit_resource_limits_total{limit="memory"}': 2.0,
+        'eventkit_errors_total{code="EXECUTION_FAILED"}': 2.0,
     }
     samples = scrape(registry)
     assert expected == {k: v for k, v in samples.items() if "duration" not in k}

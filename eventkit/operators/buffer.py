@@ -147,6 +147,17 @@ class BufferBytes:
         #: Events of a buffered type with empty data and no buffer to join.
         self.empty_dropped = 0
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of UTF-8 held in buffers now, over all runs and types.
+
+        Computed when asked (for a metrics scrape), so the hot path keeps no
+        running total.
+        """
+        # list() copies the values in one C call: safe against the event
+        # loop's thread adding a buffer while another thread reads.
+        return sum(pending[_SIZE] for pending in list(self._pending.values()))
+
     def feed(self, event: Event) -> tuple[Event, ...]:
         """Buffer ``event`` or pass it; return the chunks and events due now.
 

@@ -1,20 +1,38 @@
-"""Log events as structured log entries."""
+"""Log events as structured log entries: each, sampled, or one summary per run."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from eventkit.events import LIFECYCLE_TYPES, OUTPUT_TYPES
 from eventkit.operators._base import Stateless
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from eventkit.events import Event
 
-__all__ = ["DATA_LIMIT", "LogEvents", "Logger"]
+__all__ = [
+    "DATA_LIMIT",
+    "SUMMARY_EVENT",
+    "SUMMARY_TYPES",
+    "LogEvents",
+    "LogSummaries",
+    "Logger",
+    "Summary",
+    "SummaryTracker",
+]
 
 #: Characters of ``data`` kept in a log entry.
 DATA_LIMIT: Final = 200
+#: The ``event`` key of a summary entry.
+SUMMARY_EVENT: Final = "run_summary"
+#: The types :class:`LogSummaries` logs by default besides its summaries: the
+#: lifecycle types but ``completed``, which its summary entry stands for.
+SUMMARY_TYPES: Final = LIFECYCLE_TYPES - {"completed"}
+#: Summarised runs remembered, so that events after a run's end are not taken
+#: for a new run.
+_FINISHED_RUNS: Final = 4096
 
 _LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 # Keys the entry itself uses; attrs with these names get an ``attr_`` prefix.
@@ -36,6 +54,51 @@ class Logger(Protocol):
     def critical(self, event: str, **kw: Any) -> Any: ...
 
 
+class Summary(Protocol):
+    """A run's summary, as :class:`eventkit.summary.RunSummary` is."""
+
+    #: Set by :class:`LogSummaries` when it counted later output itself.
+    last_timestamp: float
+
+    # Read-only properties, so that a dataclass's fields fit.
+    @property
+    def run(self) -> str: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def success(self) -> bool | None: ...
+    @property
+    def completed(self) -> bool: ...
+    @property
+    def events(self) -> dict[str, int]: ...
+    @property
+    def bytes(self) -> dict[str, int]: ...
+    @property
+    def gaps(self) -> int: ...
+    @property
+    def missing(self) -> int: ...
+    @property
+    def limits(self) -> list[str]: ...
+    @property
+    def errors(self) -> list[str]: ...
+    @property
+    def percent(self) -> float | None: ...
+
+
+class SummaryTracker(Protocol):
+    """What :class:`LogSummaries` needs to summarise a run.
+
+    :class:`eventkit.summary.SummaryTracker` fits; it is passed in rather than
+    imported, to keep operators free of anything above them.
+    """
+
+    def feed(self, event: Event) -> Summary | None: ...
+
+    def summaries(self) -> Iterator[Summary]: ...
+
+
 class LogEvents(Stateless):
     """Pass every event through unchanged, logging the selected ones.
 
@@ -46,18 +109,30 @@ class LogEvents(Stateless):
 
     A structlog JSON line costs several microseconds, more than every other
     operator together: log lifecycle events, not every output chunk, on busy
-    streams.
+    streams, or sample them with ``every``.
+
+    Sampling: with ``every`` N, one selected event in N of each type is
+    logged (the first, the N+1th, ...), counted over all runs; lifecycle
+    events (``started``, ``result``, ``error``, ``resource_limit``,
+    ``completed``) are always logged.
+
+    The entry carries ``run`` and ``sequence`` as keys of its own, which
+    works with any logger and with :func:`structlog.testing.capture_logs`;
+    context the caller bound with :func:`structlog.contextvars.bind_contextvars`
+    is merged in by the logging configuration (see
+    :func:`eventkit.logging.configure`).
 
     Args:
         logger: Where entries go (a structlog bound logger or alike).
         types: Event types to log; None logs every event.
         level: A level name (``"debug"``, ``"info"``, ...) for every entry.
+        every: Log one in ``every`` selected events of each type.
 
     Raises:
-        ValueError: For an unknown level name.
+        ValueError: For an unknown level name or ``every`` below 1.
     """
 
-    __slots__ = ("_logger", "_methods", "_types")
+    __slots__ = ("_every", "_logger", "_methods", "_seen", "_types")
 
     def __init__(
         self,
@@ -65,24 +140,44 @@ class LogEvents(Stateless):
         *,
         types: Iterable[str] | None = None,
         level: str | None = None,
+        every: int = 1,
     ) -> None:
         if level is not None and level.lower() not in _LEVELS:
             raise ValueError(
                 f"level must be one of {', '.join(_LEVELS)}, not {level!r}"
             )
+        if every < 1:
+            raise ValueError(f"every must be at least 1, not {every!r}")
         self._logger = logger
         self._types = None if types is None else frozenset(str(t) for t in types)
+        self._every = every
+        # Selected events seen per type, for sampling.
+        self._seen: dict[str, int] = {}
         fixed = None if level is None else getattr(logger, level.lower())
         # Bound methods resolved once: per-event lookups add up.
         self._methods: dict[str, Any] = {
             name: fixed or getattr(logger, name) for name in _LEVELS
         }
 
+    def emitted(self, received: int) -> int:
+        """Every event passes: return ``received`` (see ``ChainStats``)."""
+        return received
+
     def feed(self, event: Event) -> tuple[Event, ...]:
-        """Log ``event`` if it is selected; return ``(event,)``."""
-        if self._types is None or event.type in self._types:
+        """Log ``event`` if it is selected (and sampled); return ``(event,)``."""
+        if (self._types is None or event.type in self._types) and (
+            self._every == 1 or self._sampled(event.type)
+        ):
             self._log(event)
         return (event,)
+
+    def _sampled(self, kind: str) -> bool:
+        """Tell whether this event of ``kind`` is one of the one-in-N logged."""
+        if kind in LIFECYCLE_TYPES:
+            return True
+        seen = self._seen.get(kind, 0)
+        self._seen[kind] = seen + 1
+        return seen % self._every == 0
 
     def _log(self, event: Event) -> None:
         data = event.data
@@ -94,3 +189,177 @@ class LogEvents(Stateless):
         }
         method = self._methods[_LEVEL_BY_TYPE.get(event.type, "info")]
         method(event.type, run=event.run, sequence=event.sequence, data=data, **fields)
+
+
+class LogSummaries(LogEvents):
+    """Log lifecycle events, and one summary entry per run when it ends.
+
+    Every event passes unchanged. The selected events (by default
+    :data:`SUMMARY_TYPES`: ``started``, ``result``, ``error``,
+    ``resource_limit``) are logged as by :class:`LogEvents`. A run's
+    terminal event (``completed``) is logged as one ``"run_summary"`` entry,
+    which says all a ``completed`` entry would and more (pass ``types`` with
+    ``completed`` in it to have both):
+
+    - ``run``; ``duration`` (seconds: ``execution_time``, else first to last
+      event); ``exit_code``; ``success``; ``completed``;
+    - ``events`` and ``bytes``: dicts by type;
+    - ``gaps`` and ``missing`` (from ``gap`` events), ``limits`` (the
+      ``resource_limit`` limits, in order), ``errors`` (the number of
+      ``error`` events), and ``percent`` once progress was reported.
+
+    The level is ``info`` for a successful run, ``warning`` otherwise. At end
+    of input (:meth:`flush`) the runs that never completed get their summary
+    too, with ``completed`` False. Events of a run after its summary (the
+    final ``progress`` report, a straggler) are logged if selected but start
+    no new summary (for the last 4096 runs summarised). Memory: one summary
+    per run in progress; past ``max_runs`` of them the oldest is logged as it
+    stands and forgotten.
+
+    Args:
+        logger: Where entries go.
+        tracker: Makes a fresh per-run summary keeper, such as
+            :class:`eventkit.summary.SummaryTracker`.
+        types: Event types to log besides the summaries; None for
+            :data:`SUMMARY_TYPES`.
+        level: A level name for every entry, summaries included.
+        every: As for :class:`LogEvents`.
+        max_runs: Most runs summarised at once.
+
+    Raises:
+        ValueError: For an unknown level name, ``every`` or ``max_runs``
+            below 1.
+    """
+
+    __slots__ = ("_finished", "_log_output", "_max_runs", "_runs", "_tracker")
+
+    def __init__(
+        self,
+        logger: Logger,
+        tracker: Callable[[], SummaryTracker],
+        *,
+        types: Iterable[str] | None = None,
+        level: str | None = None,
+        every: int = 1,
+        max_runs: int = 10_000,
+    ) -> None:
+        super().__init__(
+            logger,
+            types=SUMMARY_TYPES if types is None else types,
+            level=level,
+            every=every,
+        )
+        if max_runs < 1:
+            raise ValueError(f"max_runs must be at least 1, not {max_runs!r}")
+        self._tracker = tracker
+        self._max_runs = max_runs
+        # Whether output events are logged too, not only counted.
+        self._log_output = self._types is None or bool(self._types & OUTPUT_TYPES)
+        # The runs in progress, in order of first event.
+        self._runs: dict[str, _Run] = {}
+        # Runs summarised lately: what follows their end (the final progress
+        # report, a straggler) must not start a summary of its own.
+        self._finished: dict[str, None] = {}
+
+    def feed(self, event: Event) -> tuple[Event, ...]:
+        """Account for ``event``, log it if selected, and the summary if it ended."""
+        run = event.run
+        state = self._runs.get(run)
+        kind = event.type
+        summary = None
+        if state is not None and kind in OUTPUT_TYPES:
+            # Output, the bulk of a stream, is counted here: the same numbers
+            # the tracker would keep, at a fraction of the cost; the tracker
+            # gets everything else (and each run's first event).
+            counted = state.output.get(kind)
+            if counted is None:
+                counted = state.output[kind] = [0, 0]
+            data = event.data
+            counted[0] += 1
+            counted[1] += len(data) if data.isascii() else len(data.encode())
+            if event.timestamp > state.last:
+                state.last = event.timestamp
+            if not self._log_output:
+                return (event,)
+        else:
+            if state is None:
+                if run in self._finished:
+                    return LogEvents.feed(self, event)
+                if len(self._runs) >= self._max_runs:
+                    self._log_summary(self._forget(next(iter(self._runs))))
+                state = self._runs[run] = _Run(self._tracker())
+            summary = state.tracker.feed(event)
+        # LogEvents.feed inlined: this runs for every event.
+        if (self._types is None or kind in self._types) and (
+            self._every == 1 or self._sampled(kind)
+        ):
+            self._log(event)
+        if summary is not None:
+            del self._runs[run]
+            self._end(run)
+            self._log_summary(state.merged(summary))
+        return (event,)
+
+    def _end(self, run: str) -> None:
+        """Remember that ``run`` was summarised, forgetting the oldest past 4096."""
+        finished = self._finished
+        finished[run] = None
+        if len(finished) > _FINISHED_RUNS:
+            del finished[next(iter(finished))]
+
+    def flush(self) -> tuple[Event, ...]:
+        """End of input: log the summary of every run still in progress."""
+        for run in list(self._runs):
+            self._log_summary(self._forget(run))
+        return ()
+
+    def _forget(self, run: str) -> Summary:
+        """Drop the run's state; return its summary so far."""
+        self._end(run)
+        state = self._runs.pop(run)
+        return state.merged(next(state.tracker.summaries()))
+
+    def _log_summary(self, summary: Summary) -> None:
+        # Attributes read one by one: dataclasses.asdict() deep-copies, at
+        # tens of microseconds a summary.
+        fields: dict[str, Any] = {
+            "run": summary.run,
+            "duration": summary.duration,
+            "exit_code": summary.exit_code,
+            "success": summary.success,
+            "completed": summary.completed,
+            "events": summary.events,
+            "bytes": summary.bytes,
+            "gaps": summary.gaps,
+            "missing": summary.missing,
+            "limits": summary.limits,
+            "errors": len(summary.errors),
+        }
+        if summary.percent is not None:
+            fields["percent"] = summary.percent
+        # With a fixed level, every entry of _methods is that level's method.
+        method = self._methods["info" if summary.success else "warning"]
+        method(SUMMARY_EVENT, **fields)
+
+
+class _Run:
+    """A run in progress for :class:`LogSummaries`: its tracker, and its output."""
+
+    __slots__ = ("last", "output", "tracker")
+
+    def __init__(self, tracker: SummaryTracker) -> None:
+        self.tracker = tracker
+        #: ``[events, bytes]`` of output by type, not yet in the tracker's summary.
+        self.output: dict[str, list[int]] = {}
+        #: Latest timestamp of that output.
+        self.last = float("-inf")
+
+    def merged(self, summary: Summary) -> Summary:
+        """Add the output counted here to ``summary``; return it."""
+        events, sizes = summary.events, summary.bytes
+        for kind, (count, size) in self.output.items():
+            events[kind] = events.get(kind, 0) + count
+            sizes[kind] = sizes.get(kind, 0) + size
+        if self.last > summary.last_timestamp:
+            summary.last_timestamp = self.last
+        return summary

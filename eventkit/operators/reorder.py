@@ -160,6 +160,17 @@ class Reorder:
         """Number of events held now, over all runs."""
         return self._held_count
 
+    def emitted(self, received: int) -> int:
+        """Return how many events came out, given how many went in.
+
+        Every event received is emitted, held, or dropped as a duplicate or
+        late; each hole given up adds a gap event when ``emit_gaps`` is set.
+        Lets a counting chain skip counting behind this operator (see
+        :class:`eventkit.runner.ChainStats`).
+        """
+        gaps = self.gaps if self._emit_gaps else 0
+        return received - self._held_count - self.duplicates - self.late + gaps
+
     def feed(self, event: Event) -> Sequence[Event]:
         """Take one event; return it and the held events it frees, in order.
 

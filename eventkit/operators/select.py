@@ -48,6 +48,14 @@ class Select(Stateless):
         self.drop(event)
         return ()
 
+    def emitted(self, received: int) -> int:
+        """Return how many of ``received`` events were passed: those not dropped.
+
+        Lets a counting chain skip counting behind this operator (see
+        :class:`eventkit.runner.ChainStats`).
+        """
+        return received - sum(list(self.dropped.values()))
+
     def drop(self, event: Event) -> None:
         """Count ``event`` as dropped.
 

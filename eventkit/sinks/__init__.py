@@ -8,6 +8,12 @@ from eventkit.sinks._base import Sink
 from eventkit.sinks.console import ConsoleSink, console
 from eventkit.sinks.files import JsonlSink, jsonl
 from eventkit.sinks.memory import Call, Collect, call, collect
+from eventkit.sinks.prometheus import (
+    PrometheusHTTP,
+    Pushgateway,
+    prometheus_http,
+    pushgateway,
+)
 from eventkit.sinks.tee import Tee, tee
 
 __all__ = [
@@ -15,11 +21,15 @@ __all__ = [
     "Collect",
     "ConsoleSink",
     "JsonlSink",
+    "PrometheusHTTP",
+    "Pushgateway",
     "Sink",
     "Tee",
     "call",
     "collect",
     "console",
     "jsonl",
+    "prometheus_http",
+    "pushgateway",
     "tee",
 ]

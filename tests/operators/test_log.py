@@ -12,7 +12,8 @@ import eventkit
 from eventkit import pipe, sources
 from eventkit.events import Event
 from eventkit.operators._base import Operator
-from eventkit.operators.log import DATA_LIMIT, LogEvents
+from eventkit.operators.log import DATA_LIMIT, SUMMARY_TYPES, LogEvents, LogSummaries
+from eventkit.summary import SummaryTracker
 
 
 def ev(
@@ -67,10 +68,10 @@ class RecordingLogger:
         self.calls.append(("critical", event, kw))
 
 
-async def log_run(events: list[Event], stage: eventkit.Stage) -> list[Event]:
-    """Run ``events`` through ``stage``; return what came out."""
+async def log_run(events: list[Event], *stages: eventkit.Stage) -> list[Event]:
+    """Run ``events`` through ``stages``; return what came out."""
     sink = eventkit.sinks.collect()
-    await eventkit.run(sources.iterate(events), stage, sink=sink)
+    await eventkit.run(sources.iterate(events), *stages, sink=sink)
     return sink.events
 
 
@@ -294,3 +295,217 @@ def test_unknown_level_is_refused(level: str) -> None:
         pipe.log_events(level=level)
     with pytest.raises(ValueError, match="level"):
         LogEvents(RecordingLogger(), level=level)
+
+
+# Sampling -------------------------------------------------------------------
+
+
+def test_every_samples_each_type() -> None:
+    """``every=3`` logs the 1st, 4th, 7th ... event of each type."""
+    logger = RecordingLogger()
+    operator = LogEvents(logger, every=3)
+    events = [ev("stdout", str(i), i) for i in range(7)]
+    events += [ev("stderr", str(i), 10 + i) for i in range(4)]
+    for event in events:
+        (out,) = operator.feed(event)
+        assert out is event
+    logged = [(entry["data"], name) for _, name, entry in logger.calls]
+    assert [
+        ("0", "stdout"),
+        ("3", "stdout"),
+        ("6", "stdout"),
+        ("0", "stderr"),
+        ("3", "stderr"),
+    ] == logged
+
+
+def test_every_keeps_every_lifecycle_event() -> None:
+    """Lifecycle events are always logged, whatever ``every``."""
+    logger = RecordingLogger()
+    operator = LogEvents(logger, every=1000)
+    for event in EVENTS:
+        operator.feed(event)
+    assert ["started", "stdout", "stderr", *[e.type for e in EVENTS[3:]]] == [
+        name for _, name, _ in logger.calls
+    ]
+
+
+async def test_every_through_the_pipe() -> None:
+    """``pipe.log_events(every=N)`` samples with the selected types."""
+    events = [ev("stdout", str(i), i) for i in range(10)]
+    with capture_logs() as logs:
+        out = await log_run(events, pipe.log_events(types=["stdout"], every=5))
+    assert ["0", "5"] == [entry["data"] for entry in logs]
+    assert events == out
+
+
+@pytest.mark.parametrize("every", [0, -1])
+def test_every_must_be_positive(every: int) -> None:
+    """``every`` below 1 is refused when the pipe is made."""
+    with pytest.raises(ValueError, match="every"):
+        pipe.log_events(every=every)
+
+
+# Summary mode -----------------------------------------------------------------
+
+
+def run_events(run: str, *, success: bool = True) -> list[Event]:
+    """Return the events of one run, with a gap, a limit and an error."""
+    return [
+        ev("started", run=run),
+        ev("stdout", "hello\n", 1, run=run),
+        ev("stdout", "é€😀", 2, run=run),
+        ev("stderr", "warn\n", 3, run=run),
+        ev("gap", sequence=4, run=run, first_missing=4, last_missing=5),
+        ev("progress", sequence=6, run=run, percent=40.0),
+        ev("error", "Traceback", 7, run=run, code="E1"),
+        ev("resource_limit", sequence=8, run=run, limit="memory"),
+        ev("result", sequence=9, run=run, exit_code=0 if success else 1,
+           execution_time=0.5),
+        ev("completed", sequence=10, run=run, success=success),
+    ]  # fmt: skip
+
+
+def summaries(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the run_summary entries."""
+    return [entry for entry in logs if entry["event"] == "run_summary"]
+
+
+async def test_summary_mode_logs_lifecycle_and_one_summary() -> None:
+    """Lifecycle events, then the summary in place of completed."""
+    with capture_logs() as logs:
+        out = await log_run(run_events("a"), pipe.log_events(mode="summary"))
+    assert ["started", "error", "resource_limit", "result", "run_summary"] == [
+        entry["event"] for entry in logs
+    ]
+    assert {
+        "event": "run_summary",
+        "log_level": "info",
+        "run": "a",
+        "duration": 0.5,
+        "exit_code": 0,
+        "success": True,
+        "completed": True,
+        "events": {
+            "started": 1,
+            "stdout": 2,
+            "stderr": 1,
+            "error": 1,
+            "resource_limit": 1,
+            "result": 1,
+            "completed": 1,
+        },
+        "bytes": {"stdout": 6 + 9, "stderr": 5},
+        "gaps": 1,
+        "missing": 2,
+        "limits": ["memory"],
+        "errors": 1,
+        "percent": 40.0,
+    } == logs[-1]
+    assert run_events("a") == out
+
+
+async def test_summary_of_a_failed_run_is_a_warning() -> None:
+    """A run that did not succeed is summarised at warning level."""
+    with capture_logs() as logs:
+        await log_run(run_events("a", success=False), pipe.log_events(mode="summary"))
+    (summary,) = summaries(logs)
+    assert ("warning", False, 1) == (
+        summary["log_level"],
+        summary["success"],
+        summary["exit_code"],
+    )
+
+
+async def test_summary_per_run_with_interleaved_runs() -> None:
+    """Interleaved runs each get their own summary when they end."""
+    a, b = run_events("a"), run_events("b", success=False)
+    events = [event for pair in zip(a, b, strict=True) for event in pair]
+    with capture_logs() as logs:
+        await log_run(events, pipe.log_events(mode="summary", types=()))
+    assert [("a", True), ("b", False)] == [
+        (entry["run"], entry["success"]) for entry in logs
+    ]
+    assert all(entry["events"]["stdout"] == 2 for entry in logs)
+
+
+async def test_incomplete_runs_are_summarised_at_the_end() -> None:
+    """Runs still open when input ends get a summary with completed False."""
+    events = [ev("started", run="x"), ev("stdout", "abc", 1, run="x")]
+    with capture_logs() as logs:
+        await log_run(events, pipe.log_events(mode="summary"))
+    (summary,) = summaries(logs)
+    assert (False, None, {"stdout": 3}, "warning") == (
+        summary["completed"],
+        summary["success"],
+        summary["bytes"],
+        summary["log_level"],
+    )
+    assert "percent" not in summary
+    assert 1.0 == summary["duration"]
+
+
+async def test_events_after_the_end_start_no_summary() -> None:
+    """The final progress report after completed is not a new run."""
+    with capture_logs() as logs:
+        await log_run(
+            run_events("a"),
+            pipe.track_progress(),
+            pipe.log_events(mode="summary"),
+        )
+    assert 1 == len(summaries(logs))
+
+
+def test_summary_runs_are_bounded() -> None:
+    """Past max_runs runs in progress, the oldest is summarised and forgotten."""
+    logger = RecordingLogger()
+    operator = LogSummaries(logger, SummaryTracker, max_runs=2, types=())
+    for run in ("a", "b", "c"):
+        operator.feed(ev("stdout", "x", run=run))
+    assert [("warning", "run_summary", "a")] == [
+        (method, name, fields["run"]) for method, name, fields in logger.calls
+    ]
+    operator.flush()
+    assert ["a", "b", "c"] == [fields["run"] for _, _, fields in logger.calls]
+
+
+def test_summary_with_a_fixed_level() -> None:
+    """``level`` applies to the summaries too."""
+    logger = RecordingLogger()
+    operator = LogSummaries(logger, SummaryTracker, level="debug")
+    for event in run_events("a"):
+        operator.feed(event)
+    assert {"debug"} == {method for method, _, _ in logger.calls}
+
+
+async def test_summary_with_completed_in_types() -> None:
+    """Asking for completed logs it as well as the summary."""
+    with capture_logs() as logs:
+        await log_run(
+            run_events("a"), pipe.log_events(mode="summary", types=["completed"])
+        )
+    assert ["completed", "run_summary"] == [entry["event"] for entry in logs]
+
+
+def test_summary_types_default() -> None:
+    """The summary mode's default types are the lifecycle types but completed."""
+    assert {"started", "result", "error", "resource_limit"} == set(SUMMARY_TYPES)
+
+
+def test_unknown_mode_is_refused() -> None:
+    """A mode other than events or summary raises ValueError."""
+    with pytest.raises(ValueError, match="mode"):
+        pipe.log_events(mode="all")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("max_runs", [0, -5])
+def test_summary_max_runs_must_be_positive(max_runs: int) -> None:
+    """``max_runs`` below 1 is refused."""
+    with pytest.raises(ValueError, match="max_runs"):
+        LogSummaries(RecordingLogger(), SummaryTracker, max_runs=max_runs)
+
+
+def test_emitted_is_received() -> None:
+    """Logging operators pass every event: a chain need not count behind them."""
+    assert 3 == LogEvents(RecordingLogger()).emitted(3)
+    assert 3 == LogSummaries(RecordingLogger(), SummaryTracker).emitted(3)

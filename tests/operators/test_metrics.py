@@ -71,7 +71,9 @@ def test_starts_at_zero() -> None:
         counts.bytes,
         counts.runs,
         counts.resource_limits,
-    ) == ({}, {}, {}, {})
+        counts.errors,
+        counts.refused_run_series,
+    ) == ({}, {}, {}, {}, {}, 0)
     assert ([0] * (len(DURATION_BUCKETS) + 1), 0.0, 0) == durations(counts)
     assert counts.bounds == DURATION_BUCKETS
 
@@ -342,3 +344,42 @@ def test_lifecycle_is_counted_past_the_type_label_cap() -> None:
     assert operator.counts.runs == {"success": 1}
     assert operator.counts.resource_limits == {"memory": 1}
     assert (bucket_of(2.0), 2.0, 1) == durations(operator.counts)
+
+
+def test_counts_errors_by_code() -> None:
+    """Error events are counted by their ``code`` attr, ``""`` without one."""
+    operator = ExportMetrics()
+    feed_all(
+        operator,
+        [
+            ev("error", "not json", code="invalid_frame"),
+            ev("error", "not json", code="invalid_frame"),
+            ev("error", "closed", code="closed_before_complete"),
+            ev("error", "boom"),
+            ev("error", "none", code=None),
+        ],
+    )
+    assert {"invalid_frame": 2, "closed_before_complete": 1, "": 2} == (
+        operator.counts.errors
+    )
+    assert 5 == operator.counts.events["error"]
+
+
+def test_error_codes_are_capped() -> None:
+    """Past 32 distinct codes, new codes are counted as "other"."""
+    operator = ExportMetrics()
+    feed_all(operator, [ev("error", code=f"c{i}") for i in range(MAX_LABEL_VALUES + 3)])
+    assert MAX_LABEL_VALUES + 1 == len(operator.counts.errors)
+    assert 3 == operator.counts.errors["other"]
+
+
+def test_emitted_is_received() -> None:
+    """Every event passes, so a chain need not count behind the operator."""
+    assert 7 == ExportMetrics().emitted(7)
+
+
+def test_observe_chain_hook() -> None:
+    """The runner's hook is None unless given."""
+    assert ExportMetrics().observe_chain is None
+    seen: list[object] = []
+    assert seen.append == ExportMetrics(observe_chain=seen.append).observe_chain

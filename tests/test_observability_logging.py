@@ -1,0 +1,200 @@
+"""Structured logging as programs set it up: :func:`eventkit.logging.configure`.
+
+The lines are read back from standard error and parsed. The library side
+(what :func:`eventkit.pipe.log_events` logs) is tested with
+:func:`structlog.testing.capture_logs` in ``tests/operators/test_log.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import structlog
+
+import eventkit
+from eventkit import pipe, sources
+from eventkit.events import Event
+from eventkit.logging import configure
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+@pytest.fixture(autouse=True)
+def reset() -> Iterator[None]:
+    """Leave structlog as it was found: configure() changes global state."""
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def lines(text: str) -> list[dict[str, Any]]:
+    """Parse JSON lines; every line must be one JSON object."""
+    parsed = [json.loads(line) for line in text.splitlines()]
+    assert all(isinstance(entry, dict) for entry in parsed)
+    return parsed
+
+
+def ev(sequence: int, type: str, data: str = "", **attrs: Any) -> Event:
+    """Make an event of run ``r``."""
+    return Event(
+        type=type,
+        data=data,
+        timestamp=1000.0 + sequence,
+        sequence=sequence,
+        run="r",
+        attrs=attrs,
+    )
+
+
+RUN = [
+    ev(0, "started"),
+    ev(1, "stdout", "hello\n"),
+    ev(2, "stderr", "oops\n"),
+    ev(3, "result", exit_code=3, execution_time=0.25),
+    ev(4, "completed", success=False),
+]
+
+
+def test_json_lines_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """One JSON object per line on stderr, with level and an ISO UTC timestamp."""
+    configure("json")
+    structlog.get_logger("eventkit").info("hello", run="r", sequence=3, n=1.5)
+    out, err = capsys.readouterr()
+    assert "" == out
+    [entry] = lines(err)
+    timestamp = entry.pop("timestamp")
+    assert {
+        "event": "hello",
+        "run": "r",
+        "sequence": 3,
+        "n": 1.5,
+        "level": "info",
+    } == entry
+    assert ISO.fullmatch(timestamp)
+    when = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    now = datetime.datetime.now(datetime.UTC)
+    assert abs((now - when).total_seconds()) < 60
+
+
+def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    """Entries below the level are dropped."""
+    configure("json", level="warning")
+    logger = structlog.get_logger("eventkit")
+    logger.info("quiet")
+    logger.warning("loud")
+    logger.error("louder")
+    assert ["loud", "louder"] == [e["event"] for e in lines(capsys.readouterr().err)]
+
+
+def test_contextvars_are_merged(capsys: pytest.CaptureFixture[str]) -> None:
+    """Context bound with bind_contextvars shows in every entry."""
+    configure("json")
+    structlog.contextvars.bind_contextvars(request="req-1")
+    structlog.get_logger().info("with context")
+    with structlog.contextvars.bound_contextvars(run="r-9"):
+        structlog.get_logger().info("inside")
+    entries = lines(capsys.readouterr().err)
+    assert [("req-1", None), ("req-1", "r-9")] == [
+        (e["request"], e.get("run")) for e in entries
+    ]
+
+
+def test_values_json_cannot_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    """Values without a JSON form are written as their repr; exceptions rendered."""
+    configure("json")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        structlog.get_logger().exception("failed", thing=object, data=b"\x00")
+    [entry] = lines(capsys.readouterr().err)
+    assert "<class 'object'>" == entry["thing"]
+    assert "ValueError: bad" in entry["exception"]
+    assert "error" == entry["level"]
+
+
+def test_console_format(capsys: pytest.CaptureFixture[str]) -> None:
+    """The console format writes key=value lines, uncoloured off a terminal."""
+    configure("console")
+    structlog.get_logger().info("hello", run="r")
+    err = capsys.readouterr().err
+    assert "hello" in err
+    assert "run=r" in err
+    assert "\x1b[" not in err
+
+
+def test_file() -> None:
+    """``file`` sends the lines elsewhere."""
+    sink = io.StringIO()
+    configure("json", file=sink)
+    structlog.get_logger().info("to a file")
+    assert ["to a file"] == [e["event"] for e in lines(sink.getvalue())]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"format": "xml"}, "format"), ({"level": "loud"}, "level")],
+)
+def test_invalid_arguments(kwargs: dict[str, Any], match: str) -> None:
+    """An unknown format or level raises ValueError."""
+    with pytest.raises(ValueError, match=match):
+        configure(**kwargs)
+
+
+async def test_summary_mode_as_the_cli_logs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """log_events(mode="summary") with JSON: lifecycle lines, then the summary."""
+    configure("json")
+    await eventkit.run(sources.iterate(RUN), pipe.log_events(mode="summary"))
+    out, err = capsys.readouterr()
+    assert "" == out
+    entries = lines(err)
+    assert ["started", "result", "run_summary"] == [e["event"] for e in entries]
+    assert all(ISO.fullmatch(e["timestamp"]) for e in entries)
+    assert ("r", 0) == (entries[0]["run"], entries[0]["sequence"])
+    summary = entries[-1]
+    assert {
+        "run": "r",
+        "duration": 0.25,
+        "exit_code": 3,
+        "success": False,
+        "completed": True,
+        "events": {
+            "started": 1,
+            "stdout": 1,
+            "stderr": 1,
+            "result": 1,
+            "completed": 1,
+        },
+        "bytes": {"stdout": 6, "stderr": 5},
+        "gaps": 0,
+        "missing": 0,
+        "limits": [],
+        "errors": 0,
+        "level": "warning",
+    } == {k: v for k, v in summary.items() if k not in ("event", "timestamp")}
+
+
+async def test_every_event_sampled(capsys: pytest.CaptureFixture[str]) -> None:
+    """Per-event logging with ``every``: output sampled, lifecycle kept."""
+    configure("json")
+    events = [ev(0, "started")]
+    events += [ev(i, "stdout", f"{i}\n") for i in range(1, 21)]
+    events += [ev(21, "completed", success=True)]
+    await eventkit.run(sources.iterate(events), pipe.log_events(every=10))
+    entries = lines(capsys.readouterr().err)
+    assert [
+        ("started", ""),
+        ("stdout", "1\n"),
+        ("stdout", "11\n"),
+        ("completed", ""),
+    ] == [(e["event"], e["data"]) for e in entries]
+    assert ["info", "info", "info", "info"] == [e["level"] for e in entries]
