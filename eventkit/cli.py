@@ -510,7 +510,7 @@ def _report(
         err.print("no events")
         return
     table = Table(title="Summary", title_justify="left", expand=False)
-    table.add_column("run", no_wrap=True)
+    table.add_column("run", no_wrap=True, max_width=12, overflow="ellipsis")
     for column in ("outcome", "exit", "duration", "events", "out / err"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("notes", overflow="fold", min_width=14)
