@@ -513,7 +513,7 @@ def _report(
     table.add_column("run", no_wrap=True, max_width=12, overflow="ellipsis")
     for column in ("outcome", "exit", "duration", "events", "out / err"):
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("notes", overflow="fold", min_width=14)
+    table.add_column("notes", overflow="fold")
     for run in runs:
         table.add_row(*_row(run))
     err.print(table)
