@@ -11,7 +11,13 @@
 
 from __future__ import annotations
 
-__all__ = ["StreamClosedError"]
+from typing import Literal
+
+__all__ = ["OnClose", "StreamClosedError"]
+
+#: What a source does when its stream ends before ``completed``: raise
+#: :exc:`StreamClosedError`, or yield an ``error`` and a failed ``completed``.
+OnClose = Literal["raise", "event"]
 
 
 class StreamClosedError(Exception):

@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import aiohttp
 import msgspec
 
-from eventkit.exceptions import StreamClosedError
+from eventkit.exceptions import OnClose, StreamClosedError
 from eventkit.protocol.ndjson import (
     DIALECTS,
     MAX_LINE,
@@ -65,9 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HTTPError", "SandboxError", "aicomputer", "ndjson"]
 
-#: What a body ending before the run's terminal event does (as for
-#: :func:`eventkit.sources.websocket.websocket`).
-OnClose = Literal["raise", "event"]
 _ON_CLOSE: Final = ("raise", "event")
 #: Seconds between two status polls of a sandbox that is not ready yet.
 _POLL_INTERVAL: Final = 1.0

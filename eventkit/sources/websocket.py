@@ -45,12 +45,12 @@ Failure behaviour:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from eventkit.exceptions import StreamClosedError
+from eventkit.exceptions import OnClose, StreamClosedError
 from eventkit.protocol.hopx import HopxDecoder, agent_url, execute_message
 from eventkit.runner import EventStream
 
@@ -64,8 +64,6 @@ __all__ = ["websocket"]
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
-
-OnClose = Literal["raise", "event"]
 
 
 class _WebSocketSource:
