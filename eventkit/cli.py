@@ -33,6 +33,7 @@ from rich.table import Table
 import eventkit
 from eventkit import pipe, sinks, sources
 from eventkit.logging import configure as configure_logging
+from eventkit.metrics import collector_for
 from eventkit.protocol.jsonl import DecodeError
 from eventkit.summary import RunSummary, SummaryTracker
 
@@ -159,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="B",
         help="cap on one execution's output (default: none)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics (executions, refusals, queue) on "
+        "127.0.0.1:P/metrics",
     )
     serve.set_defaults(handler=_serve)
 
@@ -471,20 +479,31 @@ def _serve(args: argparse.Namespace) -> int:
         err.print(f"  HOPX:        AsyncSandbox.create(..., base_url={url!r})")
         err.print(f"  AI Computer: SandboxClient(base_url={url!r})")
 
-    try:
-        asyncio.run(
-            serve(
-                args.host,
-                args.port,
-                api_key=args.api_key,
-                max_concurrent=args.max_concurrent,
-                max_queue=args.max_queue,
-                max_timeout=args.max_timeout,
-                max_code_bytes=args.max_code_bytes,
-                max_output_bytes=args.max_output_bytes,
-                on_ready=ready,
-            )
+    async def sandbox() -> None:
+        await serve(
+            args.host,
+            args.port,
+            api_key=args.api_key,
+            max_concurrent=args.max_concurrent,
+            max_queue=args.max_queue,
+            max_timeout=args.max_timeout,
+            max_code_bytes=args.max_code_bytes,
+            max_output_bytes=args.max_output_bytes,
+            on_ready=ready,
         )
+
+    async def main() -> None:
+        if args.metrics_port is None:
+            await sandbox()
+            return
+        # No pipeline here: the server's and the sources' own numbers only.
+        collector_for(self_metrics=True)
+        async with sinks.prometheus_http(args.metrics_port) as metrics:
+            err.print(f"metrics on [bold]{metrics.url}[/]")
+            await sandbox()
+
+    try:
+        asyncio.run(main())
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 2

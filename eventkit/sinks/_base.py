@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from eventkit.events import Event
@@ -34,7 +34,7 @@ class Sink(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Release resources; called once, last, even after an error."""
 
-    async def __aenter__(self) -> Sink:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
