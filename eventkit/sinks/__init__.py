@@ -14,6 +14,7 @@ from eventkit.sinks.prometheus import (
     prometheus_http,
     pushgateway,
 )
+from eventkit.sinks.redis import RedisStreamSink, redis_stream
 from eventkit.sinks.tee import Tee, tee
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "JsonlSink",
     "PrometheusHTTP",
     "Pushgateway",
+    "RedisStreamSink",
     "Sink",
     "Tee",
     "call",
@@ -31,5 +33,6 @@ __all__ = [
     "jsonl",
     "prometheus_http",
     "pushgateway",
+    "redis_stream",
     "tee",
 ]

@@ -1,0 +1,222 @@
+"""The Redis client of the Redis Streams sink and source, and their retry policy.
+
+One policy for the whole of eventkit: redis-py's own retries are off (it
+would retry each command up to ten times on its own schedule, and a retried
+``XADD`` whose reply was lost writes the entry twice, unseen), and the
+adapters retry whole operations with :func:`retry`: exponential delays with
+jitter (:func:`backoff`), a warning once per outage and a note when it ends
+(:class:`Outage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError as RedisConnectionError,
+    TimeoutError as RedisTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+    from eventkit.metrics import SourceStats
+
+__all__ = [
+    "RETRYABLE",
+    "Outage",
+    "Stopped",
+    "backoff",
+    "check_url",
+    "connect",
+    "retry",
+]
+
+T = TypeVar("T")
+
+#: Errors worth retrying: the server is away, restarting, or loading its data.
+#: (redis-py's ConnectionError and TimeoutError wrap the OSErrors of sockets.)
+RETRYABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
+#: Seconds allowed to open a TCP connection.
+CONNECT_TIMEOUT: Final = 5.0
+
+
+#: The URL schemes redis-py connects to.
+SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+def check_url(url: str) -> None:
+    """Raise :exc:`ValueError` unless ``url`` is a URL redis-py connects to."""
+    scheme, separator, _ = url.partition("://")
+    if not separator or scheme not in SCHEMES:
+        raise ValueError(f"url must be redis://, rediss:// or unix://, not {url!r}")
+
+
+def connect(url: str, *, read_timeout: float) -> Redis:
+    """Return an asyncio client for ``url``: bytes replies, no retries of its own.
+
+    Nothing connects until the first command. The hiredis parser is used when
+    installed (redis-py picks it).
+
+    Args:
+        url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
+            for TLS, or ``unix://path``.
+        read_timeout: Seconds a reply may take before the connection is
+            taken for dead (a half-open TCP connection otherwise waits for
+            the keepalive, minutes).
+    """
+    client: Redis = Redis.from_url(
+        url,
+        decode_responses=False,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=read_timeout,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        # The reply shapes eventkit reads (XREADGROUP: a list of [key,
+        # entries]) are RESP2's.
+        protocol=2,
+    )
+    return client
+
+
+def backoff(
+    initial: float = 0.05,
+    maximum: float = 2.0,
+    factor: float = 2.0,
+    *,
+    jitter: Callable[[], float] = random.random,
+) -> Iterator[float]:
+    """Yield the delays before successive retries, in seconds, without end.
+
+    The base delay starts at ``initial`` and is multiplied by ``factor`` up
+    to ``maximum``; each delay is drawn between half the base and the base,
+    so that clients that failed together do not come back together.
+
+    Args:
+        initial: The first base delay.
+        maximum: The largest base delay.
+        factor: Growth from one base delay to the next.
+        jitter: Returns a number in [0, 1); the spread of each delay.
+    """
+    delay = initial
+    while True:
+        yield delay * (1.0 + jitter()) / 2.0
+        delay = min(delay * factor, maximum)
+
+
+class Outage:
+    """The connection state of one client, as its commands succeed or fail.
+
+    Logs a warning when the server becomes unreachable (once per outage,
+    however many commands fail) and a note when a command succeeds again;
+    counts connections in ``stats`` when given:
+    ``connections`` on the first success and on each recovery,
+    ``open_connections`` while commands succeed.
+
+    Args:
+        log: A structlog-style logger, with its context bound.
+        stats: The counters of the source, if any.
+    """
+
+    __slots__ = ("_log", "_since", "_stats", "down", "up")
+
+    def __init__(self, log: Any, stats: SourceStats | None = None) -> None:
+        self._log = log
+        self._stats = stats
+        self._since = 0.0
+        #: Whether commands fail now (since the last success, if any).
+        self.down = False
+        #: Whether the last command succeeded (counted as an open connection).
+        self.up = False
+
+    def succeeded(self) -> None:
+        """A command succeeded."""
+        if self.up:
+            return
+        self.up = True
+        if self._stats is not None:
+            self._stats.connections += 1
+            self._stats.open_connections += 1
+        if self.down:
+            self.down = False
+            self._log.info(
+                "redis_reconnected", outage_seconds=time.monotonic() - self._since
+            )
+
+    def failed(self, error: BaseException) -> None:
+        """A command failed with a retryable error."""
+        if self.up:
+            self.up = False
+            if self._stats is not None:
+                self._stats.open_connections -= 1
+        if not self.down:
+            self.down = True
+            self._since = time.monotonic()
+            self._log.warning("redis_unavailable", error=repr(error))
+
+    def closed(self) -> None:
+        """The client is closed: no connection is open any more."""
+        if self.up:
+            self.up = False
+            if self._stats is not None:
+                self._stats.open_connections -= 1
+
+
+class Stopped(Exception):
+    """:func:`retry` gave up waiting because its ``stop`` event was set."""
+
+
+async def retry(
+    call: Callable[[], Awaitable[T]],
+    outage: Outage,
+    *,
+    give_up_after: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> T:
+    """Await ``call()`` until it succeeds, waiting a backoff delay after each failure.
+
+    Only :data:`RETRYABLE` errors are retried, after :func:`backoff` delays;
+    any other goes through.
+
+    Args:
+        call: Makes the operation to try, each time anew.
+        outage: Tracks the client's state.
+        give_up_after: Seconds after which the last error is raised; None:
+            never.
+        stop: When set (before or while waiting to retry), stop trying.
+
+    Raises:
+        Stopped: If ``stop`` was set after a failure; the error is its cause.
+    """
+    deadline = None if give_up_after is None else time.monotonic() + give_up_after
+    delays = backoff()
+    while True:
+        try:
+            result = await call()
+        except RETRYABLE as error:
+            outage.failed(error)
+            delay = next(delays)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                delay = min(delay, remaining)
+            if stop is None:
+                await asyncio.sleep(delay)
+                continue
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+            if stop.is_set():
+                raise Stopped("stopped while the server was unavailable") from error
+        else:
+            outage.succeeded()
+            return result

@@ -1,0 +1,252 @@
+"""Events in Redis Streams: entries, shard keys, and per-run bookkeeping.
+
+The sans-I/O part of :func:`eventkit.sinks.redis_stream` and
+:func:`eventkit.sources.redis_stream`; ``docs/redis.md`` tells the whole
+model.
+
+- **Entries.** One field, ``event``, holding the event in eventkit's JSON (as
+  :mod:`eventkit.protocol.jsonl` writes it, without the newline):
+  :func:`encode`, :func:`decode`.
+- **Shards.** A logical stream ``S`` is one key (``S``) or ``n`` keys
+  (``S:0`` … ``S:n-1``); a run always goes to the same one
+  (:func:`shard_of`, :func:`shard_keys`).
+- **Key names** of the leases, heartbeats and dead letters of a consumer
+  group: :func:`lease_key`, :func:`token_key`, :func:`consumers_key`,
+  :func:`dead_letter_key`.
+- **Bookkeeping.** A :class:`RunTracker` per shard tells duplicates from new
+  events and which entry ids to acknowledge once a run has ended.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+# The JSON Lines codec itself: an entry's value is byte for byte a line of an
+# eventkit recording, without its newline.
+from eventkit.protocol.jsonl import (
+    DecodeError,
+    _decoder,
+    _encoder,
+    decode as decode_line,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from eventkit.events import Event
+
+__all__ = [
+    "FIELD",
+    "DecodeError",
+    "RunTracker",
+    "consumers_key",
+    "dead_letter_key",
+    "decode",
+    "encode",
+    "lease_key",
+    "shard_keys",
+    "shard_of",
+    "token_key",
+]
+
+#: The one field of an entry: the event's JSON.
+FIELD: Final = b"event"
+#: Finished runs a :class:`RunTracker` remembers by default.
+FINISHED_RUNS: Final = 10_000
+
+
+def encode(event: Event) -> bytes:
+    """Return ``event`` as the value of an entry's :data:`FIELD`."""
+    return _encoder.encode(event)
+
+
+def decode(fields: Mapping[bytes, bytes]) -> Event:
+    """Return the event of an entry, given its fields.
+
+    Raises:
+        DecodeError: If the entry has no :data:`FIELD`, or its value is not
+            the JSON of an event; the message says why.
+    """
+    try:
+        return _decoder.decode(fields[FIELD])
+    except KeyError:
+        names = ", ".join(repr(name) for name in fields) or "none"
+        raise DecodeError(f"no {FIELD.decode()!r} field (fields: {names})") from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        # Decode again the slow way, for the error with its reason.
+        return decode_line(fields[FIELD])
+
+
+def shard_of(run: str, shards: int) -> int:
+    """Return the shard of ``run``, in ``range(shards)``.
+
+    CRC-32 of the run id's UTF-8: the same in every process and on every
+    machine, unlike :func:`hash`.
+    """
+    return zlib.crc32(run.encode(errors="surrogatepass")) % shards
+
+
+def shard_keys(stream: str, shards: int) -> list[str]:
+    """Return the keys of the logical stream ``stream``, in shard order.
+
+    ``[stream]`` for one shard, else ``stream:0`` … ``stream:<shards - 1>``.
+
+    Raises:
+        ValueError: If ``shards`` is not positive.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, not {shards!r}")
+    if shards == 1:
+        return [stream]
+    return [f"{stream}:{index}" for index in range(shards)]
+
+
+def lease_key(shard_key: str, group: str) -> str:
+    """Return the key holding the name of the consumer that owns a shard."""
+    return f"{shard_key}:lease:{group}"
+
+
+def token_key(shard_key: str, group: str) -> str:
+    """Return the key holding the token of a shard's last acquisition.
+
+    It outlives the lease, so that an owner whose lease expired can tell
+    whether anyone acquired the shard since (then it lost the shard) or not
+    (then it may take the lease again and carry on).
+    """
+    return f"{lease_key(shard_key, group)}:token"
+
+
+def consumers_key(stream: str, group: str) -> str:
+    """Return the key of a group's heartbeats: a sorted set, consumer -> ms."""
+    return f"{stream}:consumers:{group}"
+
+
+def dead_letter_key(stream: str) -> str:
+    """Return the default dead-letter stream of ``stream``."""
+    return f"{stream}:dead"
+
+
+class _Run:
+    """What a :class:`RunTracker` knows of one run in progress."""
+
+    __slots__ = ("floor", "ids", "seen")
+
+    def __init__(self, floor: int) -> None:
+        #: Entry ids read so far, duplicates included, in order.
+        self.ids: list[bytes] = []
+        #: Sequences delivered.
+        self.seen: set[int] = set()
+        #: Sequences up to this one count as delivered: those of a finished
+        #: run that goes on after its terminal event.
+        self.floor = floor
+
+
+class RunTracker:
+    """Tell the new events of one shard from duplicates, and what to acknowledge.
+
+    Feed each entry read to :meth:`receive`, in stream order; deliver the
+    event when it returns True. Once a run has ended, and its terminal event
+    has been through the pipeline, call :meth:`finish`: the run's entry ids
+    join :attr:`acks`, which the caller acknowledges and clears with
+    :meth:`take_acks`.
+
+    Duplicates: an entry whose run and sequence were delivered already (a
+    producer's retry after a lost reply, an entry claimed again) is not
+    delivered; its id joins those of its run. After :meth:`finish`, the run
+    is remembered (its highest sequence, for the last ``finished_runs`` runs):
+    an entry of it with a sequence up to that one is a late duplicate, put on
+    :attr:`acks` at once; one with a higher sequence continues the run.
+
+    Memory: the ids and sequences of each run in progress, and a string and
+    an integer per remembered finished run.
+
+    Args:
+        finished_runs: How many finished runs to remember.
+
+    Attributes:
+        acks: Entry ids that may be acknowledged, in the order they became so.
+        duplicates: Entries not delivered as duplicates, ever.
+    """
+
+    __slots__ = ("_finished", "_finished_runs", "_runs", "acks", "duplicates")
+
+    def __init__(self, finished_runs: int = FINISHED_RUNS) -> None:
+        if finished_runs < 0:
+            raise ValueError(f"finished_runs must be >= 0, not {finished_runs!r}")
+        self._finished_runs = finished_runs
+        self._runs: dict[str, _Run] = {}
+        # Finished runs, least recently seen first: run -> highest sequence.
+        self._finished: OrderedDict[str, int] = OrderedDict()
+        self.acks: list[bytes] = []
+        self.duplicates = 0
+
+    @property
+    def open_runs(self) -> int:
+        """Runs read and not finished."""
+        return len(self._runs)
+
+    def knows(self, run: str) -> bool:
+        """Tell whether ``run`` is in progress or remembered as finished."""
+        return run in self._runs or run in self._finished
+
+    def receive(self, entry_id: bytes, event: Event) -> bool:
+        """Take the entry ``entry_id`` holding ``event``; tell whether to deliver it.
+
+        Returns False for a duplicate. Then call :meth:`take_acks` at the
+        next occasion: a late duplicate of a finished run is ackable at once.
+        """
+        state = self._runs.get(event.run)
+        if state is None:
+            return self._receive_new(entry_id, event)
+        state.ids.append(entry_id)
+        sequence = event.sequence
+        if sequence in state.seen or sequence <= state.floor:
+            self.duplicates += 1
+            return False
+        state.seen.add(sequence)
+        return True
+
+    def _receive_new(self, entry_id: bytes, event: Event) -> bool:
+        """Take the first entry of a run not in progress."""
+        run = event.run
+        last = self._finished.get(run)
+        if last is not None:
+            self._finished.move_to_end(run)
+            if event.sequence <= last:
+                self.duplicates += 1
+                self.acks.append(entry_id)
+                return False
+            # Events after the terminal one: the run goes on, and its
+            # sequences up to the last one delivered stay duplicates.
+            del self._finished[run]
+            state = _Run(last)
+        else:
+            state = _Run(-1)
+        state.ids.append(entry_id)
+        state.seen.add(event.sequence)
+        self._runs[run] = state
+        return True
+
+    def finish(self, run: str) -> None:
+        """End ``run``: its entry ids join :attr:`acks`; remember it as finished.
+
+        Call it once the run's terminal event went through the whole
+        pipeline. A run not in progress is ignored.
+        """
+        state = self._runs.pop(run, None)
+        if state is None:
+            return
+        self.acks.extend(state.ids)
+        if self._finished_runs:
+            self._finished[run] = max(state.seen, default=state.floor)
+            if len(self._finished) > self._finished_runs:
+                self._finished.popitem(last=False)
+
+    def take_acks(self) -> list[bytes]:
+        """Return the ids in :attr:`acks` and clear it."""
+        acks, self.acks = self.acks, []
+        return acks

@@ -1,0 +1,249 @@
+"""A sink appending events to Redis Streams, for workers to read as a group."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING, Final
+
+import structlog
+
+from eventkit._redis import Outage, check_url, connect, retry
+from eventkit.events import TERMINAL_TYPES
+from eventkit.protocol.redis import FIELD, encode, shard_keys, shard_of
+from eventkit.sinks._base import Sink
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from eventkit.events import Event
+
+__all__ = ["RedisStreamSink", "redis_stream"]
+
+_log = structlog.get_logger("eventkit.sinks.redis")
+#: Seconds a reply to a batch may take before the connection counts as dead.
+_READ_TIMEOUT: Final = 10.0
+
+
+class RedisStreamSink(Sink):
+    """Append each event as an entry of a Redis stream (``XADD``).
+
+    An entry has one field, ``event``: the event's eventkit JSON (see
+    :mod:`eventkit.protocol.redis`). With ``shards`` above 1, a run's events
+    go to the key ``f"{stream}:{shard_of(run, shards)}"``, always the same
+    one for a run; workers read them with
+    :func:`eventkit.sources.redis_stream` and the same ``shards``.
+
+    Events are buffered and written in batches, one pipelined round trip of
+    ``XADD`` commands per batch, in the order sent: when ``batch_size`` events
+    are buffered, when a run's terminal event is sent (a finished run is in
+    Redis whole, as :class:`~eventkit.sinks.JsonlSink` has it on disk),
+    ``linger`` seconds after the first event of a batch was buffered (live
+    output is not held back), and at :meth:`close`. One batch is written at
+    a time. :meth:`send` waits for a write only when it makes one (a full
+    batch, a terminal event); a lingering batch is written in the
+    background meanwhile.
+
+    Failure behaviour: a batch that fails because the server is unreachable,
+    timing out or loading its data (a restart) is written again, whole,
+    after a backoff delay (50 ms doubling up to 2 s, with jitter), for up to
+    ``retry_timeout`` seconds; a warning is logged once per outage and a note
+    when it ends. A retry can append entries twice, when the server had
+    written them but the reply was lost: the source drops such duplicates
+    (same run and sequence). After ``retry_timeout`` seconds the last error
+    (:exc:`redis.exceptions.ConnectionError` or
+    :exc:`~redis.exceptions.TimeoutError`) is raised, by :meth:`send` or
+    :meth:`close`, which stops the run with :exc:`eventkit.SinkError`; any
+    other error of the server (a key of another type, out of memory) is
+    raised at once. Either way the failed batch and what was buffered after
+    it are not written (they are not in the error's ``undelivered``), and
+    every later :meth:`send` raises again.
+
+    Args:
+        url: The server: ``redis://[[user]:password@]host[:port][/db]``,
+            ``rediss://`` for TLS, ``unix://path``.
+        stream: The logical stream: the key, or the prefix of the shard keys.
+        maxlen: Trim each key to about this many entries (``MAXLEN ~``);
+            None keeps everything. Entries trimmed before a worker read them
+            are lost.
+        shards: How many keys the stream is spread over.
+        batch_size: Most events per round trip.
+        linger: Seconds an event may wait for more to share its round trip.
+        retry_timeout: Seconds a batch is retried before the sink gives up.
+
+    Raises:
+        ValueError: If ``shards``, ``batch_size``, ``maxlen`` or
+            ``retry_timeout`` is not positive, or ``linger`` is negative.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        stream: str = "eventkit:events",
+        *,
+        maxlen: int | None = None,
+        shards: int = 1,
+        batch_size: int = 500,
+        linger: float = 0.005,
+        retry_timeout: float = 30.0,
+    ) -> None:
+        check_url(url)
+        if maxlen is not None and not maxlen > 0:
+            raise ValueError(f"maxlen must be positive or None, not {maxlen!r}")
+        if not batch_size > 0:
+            raise ValueError(f"batch_size must be positive, not {batch_size!r}")
+        if not (linger >= 0 and math.isfinite(linger)):
+            raise ValueError(f"linger must be >= 0 seconds, not {linger!r}")
+        if not retry_timeout > 0:
+            raise ValueError(f"retry_timeout must be positive, not {retry_timeout!r}")
+        self.url = url
+        self.stream = stream
+        self.keys = shard_keys(stream, shards)
+        self.maxlen = maxlen
+        self.batch_size = batch_size
+        self.linger = linger
+        self.retry_timeout = retry_timeout
+        # Each key's XADD arguments up to the field's value.
+        trim = () if maxlen is None else ("MAXLEN", "~", maxlen)
+        self._commands = [("XADD", key, *trim, "*", FIELD) for key in self.keys]
+        self._client: Redis | None = None
+        self._outage = Outage(_log.bind(stream=stream))
+        self._buffer: list[tuple[tuple[object, ...], bytes]] = []
+        # Held while a batch is taken from the buffer and written: batches go
+        # out one at a time, in order.
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._lingering: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    async def open(self) -> None:
+        """Make the client; it connects with the first batch."""
+        self._client = connect(self.url, read_timeout=_READ_TIMEOUT)
+
+    async def send(self, event: Event) -> None:
+        """Buffer ``event``; write the batch if full or if the event ends a run.
+
+        Raises:
+            redis.exceptions.RedisError: If a batch, this one or an earlier
+                one, could not be written.
+        """
+        if self._failure is not None:
+            raise self._failure
+        commands = self._commands
+        command = (
+            commands[0]
+            if len(commands) == 1
+            else commands[shard_of(event.run, len(commands))]
+        )
+        buffer = self._buffer
+        buffer.append((command, encode(event)))
+        if len(buffer) >= self.batch_size or event.type in TERMINAL_TYPES:
+            await self._flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.linger, self._linger_over)
+
+    def _linger_over(self) -> None:
+        """Write the lingering batch in the background."""
+        self._timer = None
+        if self._lingering is None or self._lingering.done():
+            self._lingering = asyncio.ensure_future(self._flush_in_background())
+
+    async def _flush_in_background(self) -> None:
+        # The error is raised to the pipeline by the next send() or close().
+        try:
+            await self._flush()
+        except Exception as exc:
+            self._failure = exc
+
+    async def _flush(self) -> None:
+        """Write what is buffered, after any batch being written."""
+        async with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            batch, self._buffer = self._buffer, []
+            if not batch:
+                return
+            try:
+                await retry(
+                    lambda: self._write(batch),
+                    self._outage,
+                    give_up_after=self.retry_timeout,
+                )
+            except Exception as exc:
+                self._failure = exc
+                raise
+
+    async def _write(self, batch: list[tuple[tuple[object, ...], bytes]]) -> None:
+        """Write one batch in one pipelined round trip."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("the redis sink is not open")
+        pipe = client.pipeline(transaction=False)
+        for command, data in batch:
+            pipe.execute_command(*command, data)
+        await pipe.execute()
+
+    async def close(self) -> None:
+        """Write what is buffered, then close the client.
+
+        Raises:
+            redis.exceptions.RedisError: If the last batch could not be
+                written, or an earlier one failed unseen.
+        """
+        client = self._client
+        if client is None:
+            return
+        try:
+            if self._lingering is not None:
+                await self._lingering
+            if self._failure is None:
+                await self._flush()
+            elif self._buffer:
+                raise self._failure
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._client = None
+            self._outage.closed()
+            await client.aclose()
+
+    def __repr__(self) -> str:
+        return f"<redis stream sink {self.stream!r} ({len(self.keys)} keys)>"
+
+
+def redis_stream(
+    url: str,
+    stream: str = "eventkit:events",
+    *,
+    maxlen: int | None = None,
+    shards: int = 1,
+    batch_size: int = 500,
+    linger: float = 0.005,
+    retry_timeout: float = 30.0,
+) -> RedisStreamSink:
+    """Return a sink appending events to the Redis stream ``stream``.
+
+    Example::
+
+        await eventkit.run(
+            eventkit.sources.local("print(1)"),
+            sink=eventkit.sinks.redis_stream("redis://localhost", shards=4),
+        )
+
+    See :class:`RedisStreamSink` for the arguments and what happens on
+    failures, and ``docs/redis.md`` for the whole model.
+    """
+    return RedisStreamSink(
+        url,
+        stream,
+        maxlen=maxlen,
+        shards=shards,
+        batch_size=batch_size,
+        linger=linger,
+        retry_timeout=retry_timeout,
+    )

@@ -1,0 +1,201 @@
+"""Tests for :mod:`eventkit.protocol.redis`: no server, no event loop."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import given, strategies as st
+
+from eventkit.events import Event, EventType
+from eventkit.protocol import jsonl, redis as codec
+from eventkit.protocol.redis import DecodeError, RunTracker
+
+texts = st.text(st.characters(codec="utf-8"))
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | finite_floats | texts,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4)
+    ),
+    max_leaves=16,
+)
+events = st.builds(
+    Event,
+    type=st.sampled_from([str(t) for t in EventType]) | texts,
+    data=texts,
+    timestamp=finite_floats,
+    sequence=st.integers(),
+    run=texts,
+    attrs=st.dictionaries(texts, json_values, max_size=6),
+)
+
+
+@given(events)
+def test_round_trip(event: Event) -> None:
+    """An entry's field decodes back into the event it was encoded from."""
+    assert event == codec.decode({codec.FIELD: codec.encode(event)})
+
+
+@given(events)
+def test_entry_is_a_jsonl_line(event: Event) -> None:
+    """The entry's value is the event's JSON Lines line, without its newline."""
+    assert jsonl.encode(event) == codec.encode(event) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({}, "no 'event' field (fields: none)"),
+        ({b"data": b"{}"}, "no 'event' field (fields: b'data')"),
+        ({codec.FIELD: b"{not json"}, "JSON"),
+        ({codec.FIELD: b"[1, 2]"}, "Expected `object`, got `array`"),
+        ({codec.FIELD: b'{"data": "x"}'}, "missing required field `type`"),
+        ({codec.FIELD: b'{"type": "x", "sequence": "1"}'}, "Expected `int`"),
+        ({codec.FIELD: b'{"type": "\xff"}'}, "invalid"),
+    ],
+)
+def test_garbage_has_a_reason(fields: dict[bytes, bytes], reason: str) -> None:
+    """What is not an encoded event raises DecodeError saying why."""
+    with pytest.raises(DecodeError) as caught:
+        codec.decode(fields)
+    assert reason.lower() in str(caught.value).lower()
+
+
+@given(st.text(), st.integers(1, 1000))
+def test_shard_of_in_range_and_stable(run: str, shards: int) -> None:
+    """A run's shard is in range and the CRC-32 of its id: the same everywhere."""
+    shard = codec.shard_of(run, shards)
+    assert 0 <= shard < shards
+    assert zlib.crc32(run.encode(errors="surrogatepass")) % shards == shard
+
+
+def test_shard_of_known_values() -> None:
+    """Fixed values, so that a change of the routing function cannot go unseen."""
+    assert [1, 3, 1, 3] == [codec.shard_of(f"run-{n}", 4) for n in range(4)]
+    assert 0 == codec.shard_of("anything", 1)
+
+
+def test_key_names() -> None:
+    """One shard is the stream's own key; several are numbered; the rest derive."""
+    assert ["s"] == codec.shard_keys("s", 1)
+    assert ["s:0", "s:1", "s:2"] == codec.shard_keys("s", 3)
+    assert "s:1:lease:g" == codec.lease_key("s:1", "g")
+    assert "s:1:lease:g:token" == codec.token_key("s:1", "g")
+    assert "s:consumers:g" == codec.consumers_key("s", "g")
+    assert "s:dead" == codec.dead_letter_key("s")
+    with pytest.raises(ValueError, match="shards must be at least 1"):
+        codec.shard_keys("s", 0)
+
+
+def event(run: str, sequence: int, type: str = "stdout") -> Event:
+    """Return an event of ``run`` at ``sequence``."""
+    return Event(type=type, run=run, sequence=sequence, timestamp=1.0)
+
+
+# A run's entries as read: the sequences in the order of the stream, each at
+# least once; duplicates come after the original (a retry, a reclaim).
+@st.composite
+def deliveries(draw: st.DrawFn) -> list[tuple[str, int]]:
+    """Entries of a few runs, interleaved, with duplicates: (run, sequence)."""
+    runs = draw(st.lists(st.sampled_from("abcd"), min_size=1, max_size=4, unique=True))
+    entries: list[tuple[str, int]] = []
+    for run in runs:
+        sequences = draw(st.lists(st.integers(0, 30), min_size=1, max_size=20))
+        stream = [(run, sequence) for sequence in sequences]
+        # Duplicates: copies of entries, each put somewhere after its original.
+        for _ in range(draw(st.integers(0, 10))):
+            at = draw(st.integers(0, len(stream) - 1))
+            to = draw(st.integers(at + 1, len(stream)))
+            stream.insert(to, stream[at])
+        # Interleave with the runs so far, keeping each run's own order.
+        merged: list[tuple[str, int]] = []
+        mine, theirs = iter(stream), iter(entries)
+        picks = draw(
+            st.permutations([True] * len(stream) + [False] * len(entries))
+        )
+        for pick in picks:
+            merged.append(next(mine) if pick else next(theirs))
+        entries = merged
+    return entries
+
+
+@given(deliveries())
+def test_tracker_delivers_each_sequence_once(entries: list[tuple[str, int]]) -> None:
+    """Delivered: each run's distinct sequences, in first-seen order; acks: all."""
+    tracker = RunTracker()
+    delivered: dict[str, list[int]] = {}
+    ids: dict[str, list[bytes]] = {}
+    for number, (run, sequence) in enumerate(entries):
+        entry_id = f"{number}-0".encode()
+        ids.setdefault(run, []).append(entry_id)
+        if tracker.receive(entry_id, event(run, sequence)):
+            delivered.setdefault(run, []).append(sequence)
+    for run, sequences in delivered.items():
+        firsts = list(dict.fromkeys(s for r, s in entries if r == run))
+        assert firsts == sequences
+    assert len(entries) - sum(map(len, delivered.values())) == tracker.duplicates
+    assert [] == tracker.acks
+    assert len(ids) == tracker.open_runs
+    for run in ids:
+        tracker.finish(run)
+        assert ids[run] == tracker.take_acks()
+    assert 0 == tracker.open_runs
+
+
+@given(deliveries())
+def test_tracker_late_duplicates_acked_at_once(entries: list[tuple[str, int]]) -> None:
+    """After a run finished, its entries again are dropped and ackable at once."""
+    tracker = RunTracker()
+    for number, (run, sequence) in enumerate(entries):
+        tracker.receive(f"{number}-0".encode(), event(run, sequence))
+    for run in {run for run, _ in entries}:
+        tracker.finish(run)
+    tracker.take_acks()
+    for number, (run, sequence) in enumerate(entries):
+        late = f"late-{number}".encode()
+        assert not tracker.receive(late, event(run, sequence))
+        assert [late] == tracker.take_acks()
+    assert 0 == tracker.open_runs
+
+
+def test_tracker_run_going_on_after_its_end() -> None:
+    """A higher sequence after the terminal event continues the run."""
+    tracker = RunTracker()
+    assert tracker.receive(b"1-0", event("r", 0))
+    assert tracker.receive(b"2-0", event("r", 1, "completed"))
+    tracker.finish("r")
+    assert [b"1-0", b"2-0"] == tracker.take_acks()
+    assert tracker.knows("r")
+    assert tracker.receive(b"3-0", event("r", 2))
+    assert 1 == tracker.open_runs
+    # Sequences delivered before the end stay duplicates.
+    assert not tracker.receive(b"4-0", event("r", 1))
+    assert not tracker.receive(b"5-0", event("r", 2))
+    tracker.finish("r")
+    assert [b"3-0", b"4-0", b"5-0"] == tracker.take_acks()
+    assert not tracker.receive(b"6-0", event("r", 2))
+    assert [b"6-0"] == tracker.take_acks()
+
+
+def test_tracker_forgets_the_oldest_finished_runs() -> None:
+    """Only the last ``finished_runs`` finished runs are remembered."""
+    tracker = RunTracker(finished_runs=2)
+    for number, run in enumerate("abc"):
+        tracker.receive(f"{number}-0".encode(), event(run, 0))
+        tracker.finish(run)
+    assert not tracker.knows("a")
+    assert tracker.knows("b")
+    assert tracker.knows("c")
+    # "a" is new again.
+    assert tracker.receive(b"9-0", event("a", 0))
+    assert 1 == tracker.open_runs
+
+
+def test_tracker_finish_unknown_run_does_nothing() -> None:
+    """Finishing a run not in progress acknowledges nothing."""
+    tracker = RunTracker()
+    tracker.finish("nobody")
+    assert [] == tracker.take_acks()
+    with pytest.raises(ValueError, match="finished_runs"):
+        RunTracker(finished_runs=-1)
