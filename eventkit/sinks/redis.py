@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from typing import TYPE_CHECKING, Final
 
@@ -114,7 +115,9 @@ class RedisStreamSink(Sink):
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._lingering: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
+        # The error a batch failed with; whether send() or close() raised it.
+        self._failure: Exception | None = None
+        self._reported = False
 
     async def open(self) -> None:
         """Make the client; it connects with the first batch."""
@@ -128,7 +131,7 @@ class RedisStreamSink(Sink):
                 one, could not be written.
         """
         if self._failure is not None:
-            raise self._failure
+            self._raise_failure()
         commands = self._commands
         command = (
             commands[0]
@@ -150,17 +153,24 @@ class RedisStreamSink(Sink):
             self._lingering = asyncio.ensure_future(self._flush_in_background())
 
     async def _flush_in_background(self) -> None:
-        # The error is raised to the pipeline by the next send() or close().
-        try:
-            await self._flush()
-        except Exception as exc:
-            self._failure = exc
+        # A failure is kept, for the next send() or close() to raise.
+        with contextlib.suppress(Exception):
+            await self._flush(background=True)
 
-    async def _flush(self) -> None:
+    def _raise_failure(self) -> None:
+        """Raise the error a batch failed with."""
+        failure = self._failure
+        if failure is not None:
+            self._reported = True
+            raise failure
+
+    async def _flush(self, *, background: bool = False) -> None:
         """Write what is buffered, after any batch being written."""
         async with self._lock:
             if self._failure is not None:
-                raise self._failure
+                if background:
+                    return
+                self._raise_failure()
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -175,6 +185,13 @@ class RedisStreamSink(Sink):
                 )
             except Exception as exc:
                 self._failure = exc
+                self._reported = not background
+                raise
+            except BaseException:
+                # Cancelled mid-write, the batch may be in Redis or not: keep
+                # it, for close() to write (perhaps twice; readers drop
+                # duplicates).
+                self._buffer[:0] = batch
                 raise
 
     async def _write(self, batch: list[tuple[tuple[object, ...], bytes]]) -> None:
@@ -202,8 +219,8 @@ class RedisStreamSink(Sink):
                 await self._lingering
             if self._failure is None:
                 await self._flush()
-            elif self._buffer:
-                raise self._failure
+            elif not self._reported:
+                self._raise_failure()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
