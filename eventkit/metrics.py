@@ -312,15 +312,27 @@ class SourceStats:
     with self-metrics reads them at scrape time, labelled ``source=kind``.
     Counters only grow; :attr:`open_connections` goes up and down.
 
+    Each iteration of a source counts one connection when it is open: a
+    WebSocket after its handshake, an NDJSON response once answered 2xx (for
+    ``aicomputer``, its execute stream only), a local process once spawned.
+    A refused handshake, an error status or a spawn failure opens none.
+
     Attributes:
         kind: The ``source`` label: ``"websocket"``, ``"ndjson"``, ``"local"``.
         connections: Connections (for the local executor, processes) opened.
-        open_connections: Connections open now.
-        frames: Frames received (WebSocket messages, NDJSON lines).
+        open_connections: Connections open now; a connection is closed once,
+            however its stream ends (a consumer's break or cancellation too).
+        frames: Frames received: WebSocket messages, NDJSON lines (blank ones
+            and those after the run's end included), and for the local
+            executor its ``stdout`` and ``stderr`` events.
         invalid_frames: Frames that could not be decoded (each also becomes
-            an ``error`` event).
+            an ``error`` event); added when the stream ends.
         closed_before_complete: Streams that ended before their run's
-            ``completed``, whether raised or turned into events.
+            ``completed`` because the other side closed (the connection, the
+            body), whether raised or turned into events. Not a consumer that
+            stops early, and never the local executor: its process's exit
+            always gives the outcome, and a timeout or a cap is a resource
+            limit (``eventkit_resource_limits_total``).
     """
 
     __slots__ = (
@@ -379,6 +391,11 @@ class ServerStats:
         refusals: Requests refused, by reason: a short fixed word such as
             ``"busy"`` (no slot and a full queue), ``"unauthorized"``,
             ``"invalid"``. Past 32 reasons the rest count as ``"other"``.
+            The local server counts ``busy`` (429, or an error frame and close
+            1013), ``unauthorized`` (401), ``invalid`` (400, 413, an execute
+            message refused with close 1008 or 1009), ``sandbox_limit`` (429
+            at ``max_sandboxes``) and ``forbidden`` (403, a ``Host`` it does
+            not serve).
     """
 
     __slots__ = ("_tracked", "executions", "queued", "refusals", "running")

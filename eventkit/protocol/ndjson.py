@@ -189,6 +189,7 @@ class LineDecoder(Protocol):
         done: Whether nothing more will be decoded: the reader may stop
             reading the body (and should, since servers may keep it open).
         ignored: Non-blank lines ignored because they came after the end.
+        invalid_lines: Lines that gave an ``invalid_line`` error event.
     """
 
     @property
@@ -199,6 +200,9 @@ class LineDecoder(Protocol):
 
     @property
     def ignored(self) -> int: ...
+
+    @property
+    def invalid_lines(self) -> int: ...
 
     def begin(self) -> list[Event]:
         """Return the events to emit once the request is accepted."""

@@ -7,6 +7,10 @@ Requests whose ``Host`` is not a loopback name get 403 when the server
 listens on loopback, which stops a web page from reaching it through DNS
 rebinding. An exception escaping a handler becomes a JSON 500 and is logged
 by aiohttp; the server goes on.
+
+Every refusal is counted in :func:`~eventkit.metrics.server_stats` where its
+answer is made (:func:`json_error` here, the ``error`` frame of the HOPX
+WebSocket), by :func:`count_refusal`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from aiohttp import web
 
+from eventkit.metrics import server_stats
 from eventkit.server.limits import RequestError
 
 if TYPE_CHECKING:
@@ -30,7 +35,9 @@ if TYPE_CHECKING:
     _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 __all__ = [
+    "REFUSALS",
     "State",
+    "count_refusal",
     "error_middleware",
     "host_middleware",
     "is_loopback",
@@ -50,6 +57,29 @@ _STATUS_CODES: Final = {
     429: "TOO_MANY_REQUESTS",
 }
 
+#: Error codes that refuse a request -> the ``reason`` it is counted under in
+#: ``eventkit_server_refusals_total``. Others (404, 405, 500, an error during
+#: a run) are not refusals.
+REFUSALS: Final = {
+    "TOO_MANY_REQUESTS": "busy",
+    "UNAUTHORIZED": "unauthorized",
+    "INVALID_REQUEST": "invalid",
+    "REQUEST_TOO_LARGE": "invalid",
+    "TOO_MANY_SANDBOXES": "sandbox_limit",
+    "FORBIDDEN": "forbidden",
+}
+
+
+def count_refusal(code: str) -> None:
+    """Count a refused request in the server's stats if ``code`` is a refusal.
+
+    Args:
+        code: The error code of the answer (``"TOO_MANY_REQUESTS"``, ...).
+    """
+    reason = REFUSALS.get(code)
+    if reason is not None:
+        server_stats().refuse(reason)
+
 
 def is_loopback(host: str) -> bool:
     """Tell whether ``host`` (a name or an address) is this machine only."""
@@ -64,7 +94,8 @@ def is_loopback(host: str) -> bool:
 def json_error(
     status: int, code: str, message: str, *, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """Return an error answer with a JSON body."""
+    """Return an error answer with a JSON body; count it if it is a refusal."""
+    count_refusal(code)
     body = {"error": {"code": code, "message": message}, "message": message}
     return web.json_response(body, status=status, headers=headers)
 

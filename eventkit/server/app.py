@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final, Self
 
 from aiohttp import WSCloseCode, web
 
+from eventkit.metrics import server_stats
 from eventkit.server import aicomputer, hopx
 from eventkit.server._common import (
     State,
@@ -75,6 +76,10 @@ class LocalSandboxServer:
             )
             async for message in sandbox.run_code_stream("print(1)"):
                 ...
+
+    While it is started, its executions, refusals and the runs executing and
+    queued show in :func:`eventkit.metrics.server_stats`, which every
+    collector with self-metrics exposes (``eventkit_server_*``).
 
     Args:
         host: The address to listen on. Anything but a loopback address
@@ -224,6 +229,8 @@ class LocalSandboxServer:
             shutil.rmtree(base, ignore_errors=True)
             raise
         self._runner, self._state = runner, state
+        # The running and queued gauges read the admission at scrape time.
+        server_stats().track(state.admission)
         address, port = runner.addresses[0][:2]
         if address in _WILDCARDS:
             address = "::1" if ":" in address else "127.0.0.1"
@@ -243,6 +250,8 @@ class LocalSandboxServer:
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server closing")
             await runner.cleanup()
         finally:
+            # Every run has ended (or the close failed): stop reading it.
+            server_stats().untrack(state.admission)
             await asyncio.to_thread(shutil.rmtree, state.sandboxes.base, True)
 
     async def __aenter__(self) -> Self:

@@ -47,9 +47,14 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from eventkit.server._common import json_error, read_json, unauthorized
+from eventkit.server._common import (
+    count_refusal,
+    json_error,
+    read_json,
+    unauthorized,
+)
 from eventkit.server._wire import HopxEncoder, hopx_error, iso_timestamp
 from eventkit.server.auth import api_key_of, bearer_of
 from eventkit.server.limits import (
@@ -218,6 +223,9 @@ class _Hopx:
             )
             return
         if message.type in _ENDED:
+            if _too_big(message.data):
+                # aiohttp closed with 1009: a refusal, as HTTP's 413 is.
+                count_refusal("REQUEST_TOO_LARGE")
             return
         try:
             request = _parse(message.type, message.data, state)
@@ -323,6 +331,13 @@ def _parse(kind: WSMsgType, data: Any, state: State) -> ExecuteRequest:
     return parse_hopx_execute(message, state.limits)
 
 
+def _too_big(error: Any) -> bool:
+    """Tell whether an ``ERROR`` message's data is aiohttp's "message too big"."""
+    return (
+        isinstance(error, WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG
+    )
+
+
 async def _until_closed(ws: web.WebSocketResponse) -> None:
     """Read until the connection ends; the protocol has no further messages."""
     while True:
@@ -334,7 +349,8 @@ async def _until_closed(ws: web.WebSocketResponse) -> None:
 async def _refuse(
     ws: web.WebSocketResponse, code: str, message: str, close: int
 ) -> None:
-    """Send an ``error`` frame, then close with ``close``."""
+    """Send an ``error`` frame, then close with ``close``; count refusals."""
+    count_refusal(code)
     with contextlib.suppress(ConnectionError):
         await ws.send_str(hopx_error(message, code, time.time()).decode())
     await ws.close(code=close, message=_reason(message))

@@ -35,6 +35,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from eventkit.metrics import server_stats
 from eventkit.server.auth import new_token
 from eventkit.server.limits import RequestError
 from eventkit.sources.local import local
@@ -162,7 +163,8 @@ class Sandbox:
         """Run ``request`` here once its directory and a slot are free.
 
         Yields the run's events (see :func:`eventkit.sources.local`); leaving
-        the block early kills and reaps the process.
+        the block early kills and reaps the process. The run counts in
+        ``server_stats().executions`` once it holds its slot.
 
         Raises:
             RequestError: If the working directory leaves the sandbox.
@@ -177,6 +179,8 @@ class Sandbox:
             max_output_bytes=max_output_bytes,
         )
         async with self._turn(directory), ticket.running(), stream.stream() as events:
+            # Its slot is held: the execution starts.
+            server_stats().executions += 1
             yield events
 
     async def guard(self, run: Coroutine[Any, Any, None]) -> None:

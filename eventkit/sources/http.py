@@ -47,6 +47,7 @@ import aiohttp
 import msgspec
 
 from eventkit.exceptions import OnClose, StreamClosedError
+from eventkit.metrics import source_stats
 from eventkit.protocol.ndjson import (
     DIALECTS,
     MAX_LINE,
@@ -172,43 +173,56 @@ async def _stream(
 
     ``first()`` gives the events to yield before the body (the synthetic
     ``started``). Reading stops at the end of the body or when the decoder is
-    done; see the module docstring for the failures.
+    done; see the module docstring for the failures. The body counts as one
+    open connection of :func:`~eventkit.metrics.source_stats` ``("ndjson")``
+    while this runs.
     """
-    for event in first():
-        yield event
-    splitter = LineSplitter(max_line)
-    failure: Exception | None = None
-    reason = ""
-    chunks = response.content.iter_any()
-    while not decoder.done:
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            chunk = b""
-        except _READ_ERRORS as exc:
-            failure, reason = exc, _describe(exc)
-            if splitter.pending:
-                reason += f" ({splitter.pending} bytes of an unfinished line lost)"
-            break
-        try:
-            lines = splitter.receive(chunk) if chunk else splitter.close()
-        except LineTooLongError as exc:
-            failure, reason = exc, str(exc)
-            break
-        # Lines after the terminal event still go to the decoder, which
-        # counts them as ignored.
-        for line in lines:
-            for event in decoder.decode_line(line):
-                yield event
-        if not chunk:
-            break
-    if decoder.finished:
-        return
-    reason = reason or "body ended before completed"
-    if on_close == "raise":
-        raise StreamClosedError(None, reason) from failure
-    for event in decoder.end(reason):
-        yield event
+    stats = source_stats("ndjson")
+    stats.connections += 1
+    stats.open_connections += 1
+    try:
+        for event in first():
+            yield event
+        splitter = LineSplitter(max_line)
+        failure: Exception | None = None
+        reason = ""
+        chunks = response.content.iter_any()
+        while not decoder.done:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                chunk = b""
+            except _READ_ERRORS as exc:
+                failure, reason = exc, _describe(exc)
+                if splitter.pending:
+                    reason += f" ({splitter.pending} bytes of an unfinished line lost)"
+                break
+            try:
+                lines = splitter.receive(chunk) if chunk else splitter.close()
+            except LineTooLongError as exc:
+                failure, reason = exc, str(exc)
+                break
+            # Per chunk, not per line: blank lines and lines after the
+            # terminal event count too, as received.
+            stats.frames += len(lines)
+            # Lines after the terminal event still go to the decoder, which
+            # counts them as ignored.
+            for line in lines:
+                for event in decoder.decode_line(line):
+                    yield event
+            if not chunk:
+                break
+        if decoder.finished:
+            return
+        stats.closed_before_complete += 1
+        reason = reason or "body ended before completed"
+        if on_close == "raise":
+            raise StreamClosedError(None, reason) from failure
+        for event in decoder.end(reason):
+            yield event
+    finally:
+        stats.open_connections -= 1
+        stats.invalid_frames += decoder.invalid_lines
 
 
 class _NdjsonSource:

@@ -90,6 +90,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from eventkit.metrics import source_stats
 from eventkit.protocol.run import RunEvents
 from eventkit.runner import EventStream
 
@@ -454,6 +455,10 @@ class _LocalSource:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
+        # A process is a "connection", an output event a "frame". Nothing is
+        # ever invalid or closed before complete here: the process's exit
+        # always gives the outcome, and a timeout or a cap is a resource limit.
+        stats = source_stats("local")
         events = RunEvents(self._run)
         language = _resolve(self._language)
         if isinstance(language, str):
@@ -492,6 +497,8 @@ class _LocalSource:
                 yield events.make("error", str(exc), attrs={"code": "spawn_failed"})
                 yield events.make("completed", attrs={"success": False})
                 return
+            stats.connections += 1
+            stats.open_connections += 1
             if self._timeout is not None:
                 child.start_timer(start + self._timeout)
             yield events.make(
@@ -540,6 +547,7 @@ class _LocalSource:
                         window = tail + text
                         memory_hint = any(m in window for m in _MEMORY_MARKERS)
                         tail = window[-_MARKER_TAIL:]
+                    stats.frames += 1
                     yield events.make(_KINDS[fd], text)
             await child.wait_exited()
             assert child.transport is not None
@@ -571,7 +579,11 @@ class _LocalSource:
         finally:
             try:
                 if child is not None:
-                    await child.close()
+                    try:
+                        await child.close()
+                    finally:
+                        # Counted open from the spawn to the reap, once.
+                        stats.open_connections -= 1
             finally:
                 if workdir is not None and self._workdir is None:
                     await _remove(workdir)

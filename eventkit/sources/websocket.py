@@ -51,6 +51,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from eventkit.exceptions import OnClose, StreamClosedError
+from eventkit.metrics import source_stats
 from eventkit.protocol.hopx import HopxDecoder, agent_url, execute_message
 from eventkit.runner import EventStream
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
     from eventkit.events import Event
+    from eventkit.metrics import SourceStats
 
 __all__ = ["websocket"]
 
@@ -105,6 +107,7 @@ class _WebSocketSource:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
+        stats = source_stats("websocket")
         decoder = HopxDecoder(self._run)
         receive = decoder.receive
         ending: list[Event]
@@ -115,6 +118,8 @@ class _WebSocketSource:
             max_size=self._max_size,
             open_timeout=self._open_timeout,
         )
+        stats.connections += 1
+        stats.open_connections += 1
         # Not ``async with ws``, which closes with 1011 ("internal error")
         # whenever the block ends by an exception, a consumer's break
         # (GeneratorExit) and a cancellation included. Stopping early is a
@@ -124,31 +129,41 @@ class _WebSocketSource:
             try:
                 await ws.send(self._message)
             except ConnectionClosed as exc:
-                ending = self._ending(decoder, exc)
+                ending = self._ending(decoder, exc, stats)
             else:
                 yield decoder.started()
                 # The hot path: one recv, one decode, one yield per message.
                 # decode=False hands text messages over as UTF-8 bytes, which
                 # msgspec reads directly: no str is made for the JSON text.
+                # The frame count is the one addition, kept live for scrapes.
                 recv = ws.recv
                 while True:
                     try:
                         frame = await recv(False)
                     except ConnectionClosed as exc:
-                        ending = self._ending(decoder, exc)
+                        ending = self._ending(decoder, exc, stats)
                         break
+                    stats.frames += 1
                     for event in receive(frame):
                         yield event
                     if decoder.finished:
                         return
         finally:
-            await ws.close()
+            try:
+                await ws.close()
+            finally:
+                # Once, however the stream ends: the close may be cancelled.
+                stats.open_connections -= 1
+                stats.invalid_frames += decoder.invalid_frames
         # Yielded once the connection is closed, not while it lingers.
         for event in ending:
             yield event
 
-    def _ending(self, decoder: HopxDecoder, closed: ConnectionClosed) -> list[Event]:
+    def _ending(
+        self, decoder: HopxDecoder, closed: ConnectionClosed, stats: SourceStats
+    ) -> list[Event]:
         """Raise, or return the events that end a run closed before ``complete``."""
+        stats.closed_before_complete += 1
         code, reason = _close_of(closed, self._max_size)
         if self._on_close == "raise":
             raise StreamClosedError(code, reason) from closed
