@@ -125,7 +125,7 @@ class Outage:
         stats: The counters of the source, if any.
     """
 
-    __slots__ = ("_log", "_since", "_stats", "down", "up")
+    __slots__ = ("_log", "_since", "_stats", "down", "failures", "up")
 
     def __init__(self, log: Any, stats: SourceStats | None = None) -> None:
         self._log = log
@@ -135,6 +135,8 @@ class Outage:
         self.down = False
         #: Whether the last command succeeded (counted as an open connection).
         self.up = False
+        #: Commands failed, ever.
+        self.failures = 0
 
     def succeeded(self) -> None:
         """A command succeeded."""
@@ -152,6 +154,7 @@ class Outage:
 
     def failed(self, error: BaseException) -> None:
         """A command failed with a retryable error."""
+        self.failures += 1
         if self.up:
             self.up = False
             if self._stats is not None:

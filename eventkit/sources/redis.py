@@ -373,12 +373,21 @@ class _Session:
                     await self._wake.wait()
             return []
         args = (*self._read_args, *(s.key for s in owned), *(b">",) * len(owned))
+        failures = self._outage.failures
         try:
             reply = await self._call(lambda: self._execute(*args))
         except ResponseError as exc:
             if not str(exc).startswith("NOGROUP"):
                 raise
             await self._recreate_groups(owned)
+            return []
+        if self._outage.failures != failures:
+            # A read whose reply was lost with its connection still gave its
+            # entries to this consumer: claim the pending entries again,
+            # oldest first, before reading on (those delivered already come
+            # back as duplicates, and are dropped).
+            for shard in owned:
+                shard.backlog = b"0-0"
             return []
         by_key = {shard.key: shard for shard in owned}
         batch = []
