@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis.asyncio
+from structlog.testing import capture_logs
 
 import eventkit
 from eventkit import sinks, sources
 from eventkit.events import Event
+from eventkit.metrics import source_stats
 from eventkit.protocol import redis as codec
 
 if TYPE_CHECKING:
@@ -120,6 +123,11 @@ async def pending(client: redis.asyncio.Redis, key: str = "s") -> int:
     info: Any = await client.xpending(key, "g")
     count: int = info["pending"]
     return count
+
+
+async def nothing_pending(client: redis.asyncio.Redis) -> bool:
+    """Tell whether group ``g`` has no entry of ``s`` pending."""
+    return await pending(client) == 0
 
 
 async def owners(client: redis.asyncio.Redis, keys: list[str]) -> list[str | None]:
@@ -345,3 +353,240 @@ async def all_owned_by(
     if set(found) != names:
         return False
     return not each or all(found.count(name) == each for name in names)
+
+
+async def test_takeover_after_claim_idle_ms(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A worker gone without a word: its shard and pending run are taken later."""
+    events = run_events("a", 3)
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, events)
+        # A worker that read part of the run, then died holding the lease.
+        await client.xgroup_create("s", "g", id="0")
+        await client.xreadgroup("g", "ghost", {"s": ">"}, count=2)
+        await client.set(codec.lease_key("s", "g"), "ghost", px=CLAIM_IDLE_MS)
+        assert 2 == await pending(client)
+        started = time.monotonic()
+        worker = Worker(source(redis_server.url, "heir"))
+        await eventually(lambda: worker.events)
+        # Not before the lease expired.
+        assert time.monotonic() - started >= CLAIM_IDLE_MS / 1000 - 0.1
+        await eventually(lambda: len(worker.events) == len(events))
+        await worker.stop()
+        # The run from its first event, the ghost's entries first.
+        assert events == worker.events
+        assert 0 == await pending(client)
+
+
+async def test_duplicates_dropped(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """An event appended twice is delivered once; every entry is acknowledged."""
+    a, b = run_events("a", 2), run_events("b", 1)
+    entries = [a[0], a[1], a[1], b[0], a[2], a[0], b[1], a[3], b[2], a[2], b[1]]
+    async with asyncio.timeout(10):
+        for event in entries:
+            await client.xadd("s", {codec.FIELD: codec.encode(event)})
+        worker = Worker(source(redis_server.url, "one"))
+        await eventually(lambda: worker.runs() == {"a": [0, 1, 2, 3], "b": [0, 1, 2]})
+        # Late duplicates of finished runs are acknowledged at once.
+        await eventually(lambda: nothing_pending(client))
+        await worker.stop()
+        assert [a[0], a[1], b[0], a[2], b[1], a[3], b[2]] == worker.events
+
+
+async def test_poison_entries_dead_lettered(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """What does not decode goes to the dead-letter stream; the rest goes on."""
+    events = run_events("a", 1)
+    stats = source_stats("redis")
+    invalid = stats.invalid_frames
+    async with asyncio.timeout(10):
+        bad = [
+            await client.xadd("s", {"event": b"{not json"}),
+            await client.xadd("s", {"other": b"x", "more": b"y"}),
+        ]
+        await produce(redis_server.url, events)
+        with capture_logs() as logs:
+            worker = Worker(source(redis_server.url, "one"))
+            await eventually(lambda: len(worker.events) == len(events))
+            await worker.stop()
+        assert events == worker.events
+        assert 0 == await pending(client)
+        assert invalid + 2 == stats.invalid_frames
+        dead = await client.xrange("s:dead")
+        assert 2 == len(dead)
+        first, second = (fields for _, fields in dead)
+        assert b"s" == first[b"stream"]
+        assert bad[0] == first[b"id"]
+        assert b"{not json" == first[b"event"]
+        assert b"JSON" in first[b"reason"]
+        assert {b"stream", b"id", b"reason", b"other", b"more"} == second.keys()
+        assert bad[1] == second[b"id"]
+        assert b"no 'event' field" in second[b"reason"]
+    warnings = [log for log in logs if log["event"] == "redis_entry_invalid"]
+    assert ["warning", "warning"] == [log["log_level"] for log in warnings]
+    assert {"stream": "s", "group": "g", "consumer": "one"}.items() <= warnings[
+        0
+    ].items()
+
+
+async def test_dead_letter_stream_named(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """``dead_letter`` names the dead-letter stream."""
+    async with asyncio.timeout(10):
+        await client.xadd("s", {"event": b"[]"})
+        await produce(redis_server.url, run_events("a", 0))
+        with capture_logs():
+            worker = Worker(source(redis_server.url, "one", dead_letter="graveyard"))
+            await eventually(lambda: len(worker.events) == 2)
+            await worker.stop()
+        assert 1 == await client.xlen("graveyard")
+        assert 0 == await client.exists("s:dead")
+
+
+async def test_redis_restart_mid_stream(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """The server restarts while events flow: nothing is lost or repeated."""
+    runs = {f"run-{n}": run_events(f"run-{n}", 8) for n in range(30)}
+    events = interleaved(runs)
+    stats = source_stats("redis")
+    connections = stats.connections
+    restarted = asyncio.Event()
+
+    async def paced() -> AsyncIterator[Event]:
+        for number, event in enumerate(events):
+            yield event
+            if number == len(events) // 2:
+                await restarted.wait()
+            await asyncio.sleep(0.001)
+
+    async with asyncio.timeout(20):
+        with capture_logs() as logs:
+            worker = Worker(source(redis_server.url, "one"))
+            producer = asyncio.create_task(
+                eventkit.run(paced(), sink=sinks.redis_stream(redis_server.url, "s"))
+            )
+            await eventually(lambda: len(worker.events) > 20)
+            redis_server.stop()
+            # Longer than claim_idle_ms: the lease expires meanwhile, and no
+            # one else took the shard, so the worker keeps it.
+            await asyncio.sleep(CLAIM_IDLE_MS / 1000 + 0.2)
+            redis_server.start()
+            restarted.set()
+            await producer
+            await eventually(lambda: len(worker.events) >= len(events))
+            await worker.stop()
+        # Each run once, whole and in order: the worker kept its shard (no
+        # one else took it), and the runs it had in progress.
+        assert {run: list(range(10)) for run in runs} == worker.runs()
+        assert 0 == await pending(client)
+    assert connections + 2 <= stats.connections
+    kinds = [log["event"] for log in logs if log["event"].startswith("redis_")]
+    assert "redis_unavailable" in kinds
+    assert "redis_reconnected" in kinds
+    assert "redis_shard_lost" not in kinds
+
+
+async def test_group_lost_is_created_again(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A group that vanished (a server that lost its data) is made anew."""
+    first, second = run_events("a", 1), run_events("b", 1)
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, first)
+        with capture_logs() as logs:
+            worker = Worker(source(redis_server.url, "one"))
+            await eventually(lambda: len(worker.events) == len(first))
+            await client.xgroup_destroy("s", "g")
+            await produce(redis_server.url, second)
+            await eventually(lambda: worker.runs().get("b") == [0, 1, 2])
+            await worker.stop()
+        assert "redis_group_recreated" in [log["event"] for log in logs]
+        assert 0 == await pending(client)
+
+
+async def test_one_iteration_at_a_time(redis_server: RedisServer) -> None:
+    """A second concurrent iteration raises; a later one works."""
+    src = source(redis_server.url, "one")
+    async with asyncio.timeout(10):
+        worker = Worker(src)
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError, match="iterated already"):
+            await eventkit.run(src)
+        await worker.stop()
+        await produce(redis_server.url, run_events("a", 0))
+        again = Worker(src)
+        await eventually(lambda: len(again.events) == 2)
+        await again.stop()
+
+
+async def test_stop_before_iterating(redis_server: RedisServer) -> None:
+    """stop() before the iteration ends it at once; the next one runs."""
+    src = source(redis_server.url, "one")
+    src.stop()
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, run_events("a", 0))
+        started = time.monotonic()
+        await eventkit.run(src)
+        assert time.monotonic() - started < 0.5
+        worker = Worker(src)
+        await eventually(lambda: len(worker.events) == 2)
+        await worker.stop()
+
+
+async def test_stop_while_the_server_is_down(redis_server: RedisServer) -> None:
+    """stop() during an outage ends the iteration within claim_idle_ms."""
+    src = source(redis_server.url, "one")
+    async with asyncio.timeout(10):
+        worker = Worker(src)
+        await asyncio.sleep(0.1)
+        with capture_logs() as logs:
+            redis_server.stop()
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            await worker.stop()
+        assert time.monotonic() - started < CLAIM_IDLE_MS / 1000 + 0.5
+    assert "redis_unavailable" in [log["event"] for log in logs]
+
+
+def test_repr_and_attributes() -> None:
+    """The source tells what it reads."""
+    src = sources.redis_stream(
+        "redis://localhost", "jobs", group="g", consumer="c", shards=2
+    )
+    assert ("jobs:0", "jobs:1") == src.keys
+    assert "jobs:dead" == src.dead_letter
+    assert "<redis stream source 'jobs:0' (2 keys), group 'g', consumer 'c'>" == repr(
+        src
+    )
+    default = sources.redis_stream("redis://localhost", group="g")
+    assert default.consumer.endswith(f"-{os.getpid()}")
+    assert ("eventkit:events",) == default.keys
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "localhost:6379"}, "url must be"),
+        ({"group": ""}, "group must not be empty"),
+        ({"consumer": ""}, "consumer must not be empty"),
+        ({"stream": ""}, "stream must not be empty"),
+        ({"dead_letter": ""}, "dead_letter must not be empty"),
+        ({"shards": 0}, "shards must be a positive integer"),
+        ({"block_ms": 0}, "block_ms must be a positive integer"),
+        ({"block_ms": 1.5}, "block_ms must be a positive integer"),
+        ({"claim_idle_ms": -1}, "claim_idle_ms must be a positive integer"),
+        ({"count": True}, "count must be a positive integer"),
+    ],
+)
+def test_arguments_checked(options: dict[str, Any], message: str) -> None:
+    """Nonsense arguments raise ValueError at once."""
+    options.setdefault("url", "redis://localhost")
+    options.setdefault("group", "g")
+    with pytest.raises(ValueError, match=message):
+        sources.redis_stream(**options)
