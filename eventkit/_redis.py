@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -125,7 +126,7 @@ class Outage:
         stats: The counters of the source, if any.
     """
 
-    __slots__ = ("_log", "_since", "_stats", "down", "failures", "up")
+    __slots__ = ("_log", "_since", "_stats", "down", "recovered_at", "up")
 
     def __init__(self, log: Any, stats: SourceStats | None = None) -> None:
         self._log = log
@@ -135,8 +136,8 @@ class Outage:
         self.down = False
         #: Whether the last command succeeded (counted as an open connection).
         self.up = False
-        #: Commands failed, ever.
-        self.failures = 0
+        #: When (monotonic) the last outage ended; -inf before any.
+        self.recovered_at = -math.inf
 
     def succeeded(self) -> None:
         """A command succeeded."""
@@ -148,13 +149,13 @@ class Outage:
             self._stats.open_connections += 1
         if self.down:
             self.down = False
+            self.recovered_at = time.monotonic()
             self._log.info(
-                "redis_reconnected", outage_seconds=time.monotonic() - self._since
+                "redis_reconnected", outage_seconds=self.recovered_at - self._since
             )
 
     def failed(self, error: BaseException) -> None:
         """A command failed with a retryable error."""
-        self.failures += 1
         if self.up:
             self.up = False
             if self._stats is not None:

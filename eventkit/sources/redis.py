@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import secrets
 import socket
@@ -35,7 +36,15 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
-from eventkit._redis import RETRYABLE, Outage, Stopped, check_url, connect, retry
+from eventkit._redis import (
+    RETRYABLE,
+    Outage,
+    Stopped,
+    backoff,
+    check_url,
+    connect,
+    retry,
+)
 from eventkit.events import TERMINAL_TYPES
 from eventkit.metrics import source_stats
 from eventkit.protocol.redis import (
@@ -149,6 +158,7 @@ class _Shard:
         "token",
         "token_key",
         "tracker",
+        "valid_until",
     )
 
     def __init__(self, key: str, group: str) -> None:
@@ -166,6 +176,9 @@ class _Shard:
         self.leave_by: float | None = None
         #: Whether it is no longer ours: stop delivering its entries.
         self.lost = False
+        #: Until when (monotonic) the lease surely holds: its expiry counted
+        #: from before the request that set it, so never after the server's.
+        self.valid_until = -math.inf
 
 
 class _Config:
@@ -270,9 +283,12 @@ class _Session:
             "COUNT",
             config.count,
             "BLOCK",
-            config.block_ms,
-            "STREAMS",
         )
+        #: Seconds of a lease kept in hand for the network: a read is sent
+        #: only if served before this much remains of the leases it reads.
+        self._margin = config.claim_idle_ms / 10000
+        # The delays between failed reads.
+        self._delays = backoff()
 
     def stop(self) -> None:
         """Ask the reading loop to end after the entries read."""
@@ -356,39 +372,44 @@ class _Session:
             reader._stop_early = False
 
     async def _next_batch(self) -> list[tuple[_Shard, list[_Entry]]]:
-        """Settle what is due; return the next entries to deliver, by shard."""
+        """Settle what is due; return the next entries to deliver, by shard.
+
+        Reads only the shards whose lease surely holds until the read is
+        served: the ``BLOCK`` time is cut to fit. A read served after the
+        lease expired could hand this consumer entries after the next owner
+        claimed the old ones, and no one would claim them then.
+        """
         task = self._lease_task
         if task is not None and task.done():
             # It never ends by itself: it failed, for a reason of its own.
             task.result()
         await self._settle()
-        owned = list(self._owned.values())
-        for shard in owned:
-            if shard.backlog is not None:
-                return [(shard, await self._claim(shard))]
+        now = time.monotonic()
+        margin = self._margin
+        owned = [s for s in self._owned.values() if s.valid_until - now > margin]
         if not owned:
+            # Nothing to read (no shard, or no lease renewed lately): wait
+            # for the lease task.
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
             return []
-        args = (*self._read_args, *(s.key for s in owned), *(b">",) * len(owned))
-        failures = self._outage.failures
-        try:
-            reply = await self._call(lambda: self._execute(*args))
-        except ResponseError as exc:
-            if not str(exc).startswith("NOGROUP"):
-                raise
-            await self._recreate_groups(owned)
-            return []
-        if self._outage.failures != failures:
-            # A read whose reply was lost with its connection still gave its
-            # entries to this consumer: claim the pending entries again,
-            # oldest first, before reading on (those delivered already come
-            # back as duplicates, and are dropped).
-            for shard in owned:
-                shard.backlog = b"0-0"
-            return []
+        for shard in owned:
+            if shard.backlog is not None:
+                return [(shard, await self._claim(shard))]
+        block = min(
+            self._config.block_ms,
+            *(int((s.valid_until - now - margin) * 1000) for s in owned),
+        )
+        args = (
+            *self._read_args,
+            max(block, 1),
+            "STREAMS",
+            *(s.key for s in owned),
+            *(b">",) * len(owned),
+        )
+        reply = await self._read(owned, args)
         by_key = {shard.key: shard for shard in owned}
         batch = []
         for key, entries in reply:
@@ -414,17 +435,42 @@ class _Session:
             "COUNT",
             self._config.count,
         )
-        try:
-            reply = await self._call(lambda: self._execute(*command))
-        except ResponseError as exc:
-            if not str(exc).startswith("NOGROUP"):
-                raise
-            await self._recreate_groups([shard])
+        reply = await self._read([shard], command)
+        if not reply:
             return []
         cursor: bytes = reply[0]
         shard.backlog = None if cursor == b"0-0" else cursor
         # Redis before 7 lists the entries trimmed away as nils.
         return [entry for entry in reply[1] if entry[0] is not None]
+
+    async def _read(self, shards: Sequence[_Shard], command: tuple[Any, ...]) -> Any:
+        """Send a command that delivers entries; return its reply, or ``[]``.
+
+        Tried once: a retry would be sent later, perhaps after the leases
+        expired. On a connection error, the reply (and the entries it gave
+        this consumer) may be lost: the shards' pending entries are claimed
+        again, oldest first, before reading on (those delivered already come
+        back as duplicates, and are dropped). Then wait a backoff delay.
+        """
+        try:
+            reply = await self._execute(*command)
+        except RETRYABLE as exc:
+            self._outage.failed(exc)
+            for shard in shards:
+                shard.backlog = b"0-0"
+            delay = next(self._delays)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+            return []
+        except ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise
+            await self._recreate_groups(shards)
+            return []
+        self._outage.succeeded()
+        self._delays = backoff()
+        return reply
 
     def _poisoned(
         self,
@@ -578,15 +624,20 @@ class _Session:
         live = await self._heartbeat(
             keys=[self._heartbeats], args=[self._consumer, self._claim_idle_ms]
         )
+        # Now, before the quiet time after an outage is judged below.
+        self._outage.succeeded()
         self._share = -(-len(self._keys) // max(int(live), 1))
         owned = list(self._owned.values())
         if owned:
+            sent = time.monotonic()
             kept = await self._renew(
                 keys=_lease_keys(owned),
                 args=[self._consumer, self._claim_idle_ms, *(s.token for s in owned)],
             )
             for shard, ok in zip(owned, kept, strict=True):
-                if not ok and not shard.lost:
+                if ok:
+                    shard.valid_until = sent + self._claim_idle_ms / 1000
+                elif not shard.lost:
                     self._forget(shard)
                     self._log.warning(
                         "redis_shard_lost",
@@ -594,7 +645,13 @@ class _Session:
                         open_runs=shard.tracker.open_runs,
                     )
         want = self._share - len(self._owned)
-        if want > 0 and not self._stopping.is_set():
+        # Just after an outage, every worker's heartbeat looks stale and every
+        # lease may have expired: leave the others time to renew theirs (they
+        # may, as nobody took them) before taking what looks free.
+        quiet = (
+            time.monotonic() - self._outage.recovered_at < self._claim_idle_ms / 1000
+        )
+        if want > 0 and not quiet and not self._stopping.is_set():
             await self._take(want)
 
     async def _take(self, want: int) -> None:
@@ -608,6 +665,7 @@ class _Session:
             if key.encode() not in self._owned
         ]
         self._acquiring = candidates
+        sent = time.monotonic()
         taken = await self._acquire(
             keys=_lease_keys(candidates),
             args=[
@@ -619,6 +677,7 @@ class _Session:
         )
         for position in taken:
             shard = candidates[int(position) - 1]
+            shard.valid_until = sent + self._claim_idle_ms / 1000
             await self._create_group(shard.key)
             self._owned[shard.key] = shard
             self._log.info("redis_shard_acquired", key=shard.key.decode())

@@ -111,9 +111,7 @@ def deliveries(draw: st.DrawFn) -> list[tuple[str, int]]:
         # Interleave with the runs so far, keeping each run's own order.
         merged: list[tuple[str, int]] = []
         mine, theirs = iter(stream), iter(entries)
-        picks = draw(
-            st.permutations([True] * len(stream) + [False] * len(entries))
-        )
+        picks = draw(st.permutations([True] * len(stream) + [False] * len(entries)))
         for pick in picks:
             merged.append(next(mine) if pick else next(theirs))
         entries = merged

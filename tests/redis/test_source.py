@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import time
@@ -590,3 +591,88 @@ def test_arguments_checked(options: dict[str, Any], message: str) -> None:
     options.setdefault("group", "g")
     with pytest.raises(ValueError, match=message):
         sources.redis_stream(**options)
+
+
+async def test_reads_end_before_the_lease_may(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A read blocks no longer than the lease surely holds, whatever block_ms.
+
+    A read served after the lease expired could give this worker entries
+    after the next owner claimed the old ones: nobody would claim them.
+    """
+    blocks: list[int] = []
+
+    async def watch() -> None:
+        async with client.monitor() as monitor:
+            async for command in monitor.listen():
+                words = command["command"].split()
+                if words[0] == "XREADGROUP":
+                    blocks.append(int(words[words.index("BLOCK") + 1]))
+
+    async with asyncio.timeout(10):
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.05)
+        worker = Worker(source(redis_server.url, "one", block_ms=60_000))
+        await asyncio.sleep(2 * CLAIM_IDLE_MS / 1000)
+        await worker.stop()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    assert len(blocks) >= 2
+    assert max(blocks) <= CLAIM_IDLE_MS
+
+
+async def test_workers_keep_their_shards_across_a_restart(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """After an outage longer than claim_idle_ms, each worker keeps its shards.
+
+    Every heartbeat and lease looks stale then; the first worker back must
+    not take the others' shards (and redo their runs in progress).
+    """
+    keys = codec.shard_keys("s", 2)
+    runs = {f"run-{n}": run_events(f"run-{n}", 4) for n in range(20)}
+    events = interleaved(runs)
+    restarted = asyncio.Event()
+
+    async def paced() -> AsyncIterator[Event]:
+        for number, event in enumerate(events):
+            if number == len(events) // 2:
+                await restarted.wait()
+            yield event
+            await asyncio.sleep(0.001)
+
+    async with asyncio.timeout(20):
+        with capture_logs() as logs:
+            one = Worker(source(redis_server.url, "one", shards=2))
+            # Half a lease tick apart: whichever ticks first after the
+            # restart finds the other's heartbeat stale.
+            await asyncio.sleep(CLAIM_IDLE_MS / 6000)
+            two = Worker(source(redis_server.url, "two", shards=2))
+            await eventually(lambda: all_owned_by(client, keys, {"one", "two"}, 1))
+            split = await owners(client, keys)
+            producer = asyncio.create_task(
+                eventkit.run(
+                    paced(), sink=sinks.redis_stream(redis_server.url, "s", shards=2)
+                )
+            )
+            await eventually(lambda: len(one.events) + len(two.events) > 20)
+            # In a thread: the workers' lease ticks go on meanwhile, each on
+            # its own schedule, as in separate processes.
+            await asyncio.to_thread(redis_server.stop)
+            await asyncio.sleep(CLAIM_IDLE_MS / 1000 + 0.2)
+            await asyncio.to_thread(redis_server.start)
+            await client.connection_pool.disconnect()
+            restarted.set()
+            await producer
+            await eventually(lambda: len(one.events) + len(two.events) >= len(events))
+            # Past the quiet time, when taking free shards is allowed again.
+            await asyncio.sleep(CLAIM_IDLE_MS / 1000)
+            assert split == await owners(client, keys)
+            await one.stop()
+            await two.stop()
+    assert "redis_shard_lost" not in [log["event"] for log in logs]
+    by_one, by_two = one.runs(), two.runs()
+    assert set() == by_one.keys() & by_two.keys()
+    assert {run: list(range(6)) for run in runs} == {**by_one, **by_two}
