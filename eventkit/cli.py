@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +186,55 @@ def _parser() -> argparse.ArgumentParser:
     _add_chain_flags(replay)
     _add_output_flags(replay)
     replay.set_defaults(handler=_replay)
+
+    worker = commands.add_parser(
+        "worker",
+        help="process the events of a Redis stream as one of a consumer group",
+        description="Read events from a Redis stream as a member of a consumer "
+        "group, run them through the chain and acknowledge each run once its "
+        "output is written, until stopped. SIGTERM or Ctrl-C stops gracefully: "
+        "what was read is finished and acknowledged, the shards are handed over, "
+        "the exit status is 0. Logs a summary line per run to stderr.",
+    )
+    worker.add_argument(
+        "--redis", required=True, metavar="URL", help="redis://host:port/db"
+    )
+    worker.add_argument(
+        "--stream",
+        default="eventkit:events",
+        help="the stream (default eventkit:events)",
+    )
+    worker.add_argument("--group", required=True, help="the consumer group")
+    worker.add_argument(
+        "--consumer", help="this worker's name in the group (default HOSTNAME-PID)"
+    )
+    worker.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the shard keys STREAM:0..N-1, as producers write them (default 1)",
+    )
+    worker.add_argument(
+        "--claim-idle-ms",
+        type=int,
+        default=10_000,
+        metavar="MS",
+        help="a worker silent this long loses its shards and their pending "
+        "entries to the others (default 10000)",
+    )
+    _add_chain_flags(worker)
+    worker_output = worker.add_argument_group("output")
+    worker_output.add_argument(
+        "--jsonl", metavar="OUT", help="record the processed stream to OUT (JSON Lines)"
+    )
+    worker_output.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable: the stream as JSON Lines on stdout, JSON logs "
+        "and a JSON summary on stderr",
+    )
+    worker.set_defaults(handler=_worker)
     return parser
 
 
@@ -247,6 +297,24 @@ def _add_chain_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
+    output.add_argument(
+        "--to-redis",
+        metavar="URL",
+        help="also publish the processed stream to a Redis stream, for workers",
+    )
+    output.add_argument(
+        "--redis-stream",
+        default="eventkit:events",
+        metavar="S",
+        help="with --to-redis: the stream (default eventkit:events)",
+    )
+    output.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --to-redis: spread runs over the keys S:0..N-1 (default 1: S)",
+    )
     output.add_argument(
         "--jsonl",
         metavar="OUT",
@@ -457,6 +525,10 @@ def _process(
         outputs.append(_ProgressBar(err))
     if args.jsonl:
         outputs.append(sinks.jsonl(args.jsonl))
+    if args.to_redis:
+        outputs.append(
+            sinks.redis_stream(args.to_redis, args.redis_stream, shards=args.shards)
+        )
     if args.metrics_port is not None:
         outputs.append(sinks.prometheus_http(args.metrics_port))
     if args.pushgateway:
@@ -510,6 +582,82 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
+    return 0
+
+
+class _Totals(sinks.Sink):
+    """Counts what a worker delivered, for its closing line."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.runs = 0
+        self.failed = 0
+
+    async def send(self, event: Event) -> None:
+        self.events += 1
+        if event.type == "completed":
+            self.runs += 1
+            if not event.attrs.get("success", True):
+                self.failed += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return {"runs": self.runs, "failed": self.failed, "events": self.events}
+
+
+def _worker(args: argparse.Namespace) -> int:
+    err = Console(stderr=True, highlight=False)
+    try:
+        stages = _chain(args)
+        source = sources.redis_stream(
+            args.redis,
+            args.stream,
+            group=args.group,
+            consumer=args.consumer,
+            shards=args.shards,
+            claim_idle_ms=args.claim_idle_ms,
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    if args.log is None:
+        # A worker is a service: its runs are told in log lines.
+        stages.append(pipe.log_events(mode="summary"))
+    configure_logging(
+        args.log or ("json" if args.json else "console"), level=args.log_level
+    )
+    totals = _Totals()
+    outputs: list[sinks.Sink] = [totals]
+    if args.json:
+        outputs.append(sinks.jsonl(sys.stdout))
+    if args.jsonl:
+        outputs.append(sinks.jsonl(args.jsonl))
+    if args.metrics_port is not None:
+        outputs.append(sinks.prometheus_http(args.metrics_port))
+    if args.pushgateway:
+        outputs.append(sinks.pushgateway(args.pushgateway, "eventkit_worker"))
+
+    async def work() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, source.stop)
+        try:
+            await eventkit.run(source, *stages, sink=sinks.tee(*outputs))
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    try:
+        asyncio.run(work())
+    except OSError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(totals.as_dict()), file=sys.stderr)
+    else:
+        err.print(
+            f"stopped: {totals.runs:,} runs ({totals.failed:,} failed), "
+            f"{totals.events:,} events"
+        )
     return 0
 
 

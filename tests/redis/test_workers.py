@@ -1,0 +1,310 @@
+"""``eventkit worker`` processes against a real redis-server: crashes and restarts.
+
+Four producer processes publish 200 runs to six shards while three worker
+processes read them as one consumer group. The final output is the union of
+the workers' JSON Lines files keyed by (run, sequence), what an idempotent
+sink would keep; every worker's own output has each run in order without
+duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+
+from eventkit.protocol import jsonl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from .conftest import RedisServer
+
+STREAM = "jobs"
+GROUP = "workers"
+SHARDS = 6
+PRODUCERS = 4
+RUNS_EACH = 50
+LINES = 8
+PRODUCER = Path(__file__).with_name("producer.py")
+#: producer.expected(prefix, runs, lines): the events a producer publishes.
+expected = runpy.run_path(str(PRODUCER))["expected"]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 50 ms; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def read_output(path: Path) -> list[tuple[str, int, str]]:
+    """Return (run, sequence, type) of each whole line a worker wrote.
+
+    A worker killed with SIGKILL may leave its last line cut short; it is
+    skipped (the run it belongs to was not acknowledged).
+    """
+    if not path.exists():
+        return []
+    seen = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        event = jsonl.decode(line)
+        seen.append((event.run, event.sequence, event.type))
+    return seen
+
+
+class Fleet:
+    """Producer and worker processes of one test, all killed at the end."""
+
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.url = url
+        self.tmp = tmp
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.producers: list[subprocess.Popen[bytes]] = []
+
+    def worker(self, name: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "eventkit", "worker",
+                "--redis", self.url, "--stream", STREAM, "--group", GROUP,
+                "--consumer", name, "--shards", str(SHARDS),
+                "--claim-idle-ms", "1000",
+                "--jsonl", str(self.output(name)), "--log", "json",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
+        log.close()
+        self.workers[name] = process
+        return process
+
+    def producer(self, prefix: str, pace: float) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{prefix}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable, str(PRODUCER), self.url, STREAM, str(SHARDS),
+                prefix, str(RUNS_EACH), str(LINES), str(pace),
+            ],
+            stderr=log,
+        )  # fmt: skip
+        log.close()
+        self.producers.append(process)
+        return process
+
+    def output(self, name: str) -> Path:
+        return self.tmp / f"{name}.jsonl"
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def outputs(self) -> dict[str, list[tuple[str, int, str]]]:
+        return {name: read_output(self.output(name)) for name in self.workers}
+
+    def kill_all(self) -> None:
+        for process in [*self.workers.values(), *self.producers]:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(redis_server.url, tmp_path)
+    try:
+        yield fleet
+    finally:
+        fleet.kill_all()
+
+
+def owners(url: str) -> set[str]:
+    """The consumers holding a shard lease now."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = [f"{STREAM}:{shard}:lease:{GROUP}" for shard in range(SHARDS)]
+        return {value.decode() for value in client.mget(keys) if value is not None}
+    finally:
+        client.close()
+
+
+def start_workers(fleet: Fleet, url: str) -> None:
+    """Start three workers and wait until each owns its share of the shards."""
+    for number in range(3):
+        fleet.worker(f"w{number}")
+    wait_for(lambda: len(owners(url)) == 3, 20, "three workers sharing the shards")
+
+
+def everything() -> dict[tuple[str, int], str]:
+    """(run, sequence) -> type of every event the producers publish."""
+    return {
+        (event.run, event.sequence): event.type
+        for prefix in map(str, range(PRODUCERS))
+        for events in expected(f"p{prefix}", RUNS_EACH, LINES).values()
+        for event in events
+    }
+
+
+def final(outputs: dict[str, list[tuple[str, int, str]]]) -> dict[tuple[str, int], str]:
+    """What an idempotent sink keyed by (run, sequence) ends up with."""
+    return {
+        (run, sequence): kind
+        for lines in outputs.values()
+        for run, sequence, kind in lines
+    }
+
+
+def assert_in_order(outputs: dict[str, list[tuple[str, int, str]]]) -> None:
+    """Each worker outputs each run in order, without duplicates, and whole once.
+
+    A worker that loses a shard (a takeover, a rebalance) leaves its runs in
+    progress unacknowledged, and their new owner processes them again from
+    the first entry: so a worker's output of a run is one or more passes,
+    each starting at sequence 0 and going up by one. Some pass of every run
+    is complete.
+    """
+    complete: set[str] = set()
+    for name, lines in outputs.items():
+        last: dict[str, int] = {}
+        for run, sequence, _ in lines:
+            if sequence != 0:
+                assert last.get(run) == sequence - 1, (name, run, last.get(run))
+            last[run] = sequence
+            if sequence == LINES + 1:
+                complete.add(run)
+    assert complete == {run for run, _ in everything()}
+
+
+def stop_gracefully(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=20)
+
+
+def pending(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        total = 0
+        for shard in range(SHARDS):
+            info: Any = client.xpending(f"{STREAM}:{shard}", GROUP)
+            total += info["pending"]
+        return total
+    finally:
+        client.close()
+
+
+def test_killed_worker_loses_nothing(fleet: Fleet, redis_server: RedisServer) -> None:
+    """kill -9 of a worker mid-stream: its runs are finished by the others."""
+    start_workers(fleet, redis_server.url)
+    producers = [fleet.producer(f"p{number}", 0.002) for number in range(PRODUCERS)]
+    victim = fleet.workers["w0"]
+    wait_for(lambda: len(read_output(fleet.output("w0"))) > 40, 30, "w0 to process")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    for producer in producers:
+        assert producer.wait(timeout=60) == 0
+    want = everything()
+    wait_for(lambda: final(fleet.outputs()).keys() >= want.keys(), 60, "every event")
+    wait_for(lambda: pending(redis_server.url) == 0, 20, "every entry acknowledged")
+    for name in ("w1", "w2"):
+        assert stop_gracefully(fleet.workers[name]) == 0, fleet.log(name)
+    outputs = fleet.outputs()
+    assert final(outputs) == want
+    assert_in_order(outputs)
+    # The survivors took over the victim's shards and its unfinished runs.
+    assert owners(redis_server.url) == set()
+    assert any(run.startswith("p") for run, _, _ in outputs["w1"] + outputs["w2"])
+
+
+def test_redis_restart_loses_nothing_acknowledged(
+    fleet: Fleet, redis_server: RedisServer
+) -> None:
+    """Redis restarted mid-stream: producers and workers reconnect and go on."""
+    start_workers(fleet, redis_server.url)
+    producers = [fleet.producer(f"p{number}", 0.002) for number in range(PRODUCERS)]
+    wait_for(lambda: len(final(fleet.outputs())) > 300, 30, "processing to start")
+    redis_server.stop()
+    time.sleep(1.0)
+    redis_server.start()
+    for producer in producers:
+        assert producer.wait(timeout=90) == 0
+    want = everything()
+    wait_for(lambda: final(fleet.outputs()).keys() >= want.keys(), 60, "every event")
+    wait_for(lambda: pending(redis_server.url) == 0, 20, "every entry acknowledged")
+    for name, worker in fleet.workers.items():
+        assert stop_gracefully(worker) == 0, fleet.log(name)
+    outputs = fleet.outputs()
+    assert final(outputs) == want
+    assert_in_order(outputs)
+
+
+def test_poison_entry_goes_to_dead_letters(
+    fleet: Fleet, redis_server: RedisServer
+) -> None:
+    """An undecodable entry is set aside with its reason; the worker goes on."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.xadd(f"{STREAM}:0", {"event": b"{not json"})
+        worker = fleet.worker("solo")
+        producer = fleet.producer("p0", 0.0)
+        assert producer.wait(timeout=60) == 0
+        want = {
+            (event.run, event.sequence)
+            for events in expected("p0", RUNS_EACH, LINES).values()
+            for event in events
+        }
+        wait_for(
+            lambda: (
+                {(run, seq) for run, seq, _ in read_output(fleet.output("solo"))}
+                >= want
+            ),
+            60,
+            "the runs after the poison entry",
+        )
+        dead = client.xrange(f"{STREAM}:dead")
+        assert len(dead) == 1
+        _, fields = dead[0]
+        assert fields[b"stream"] == f"{STREAM}:0".encode()
+        assert fields[b"event"] == b"{not json"
+        assert fields[b"reason"]
+        assert stop_gracefully(worker) == 0, fleet.log("solo")
+        lines = [json.loads(line) for line in fleet.log("solo").splitlines() if line]
+        assert any(line.get("level") == "warning" for line in lines)
+    finally:
+        client.close()
+
+
+def test_run_publishes_to_redis(redis_server: RedisServer, tmp_path: Path) -> None:
+    """`eventkit run --to-redis` publishes the run's events, in order."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "eventkit", "run", "-c", "print('hello')",
+            "--to-redis", redis_server.url, "--redis-stream", "single", "--json",
+        ],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        entries = client.xrange("single")
+    finally:
+        client.close()
+    published = [jsonl.decode(fields[b"event"]) for _, fields in entries]
+    shown = [jsonl.decode(line) for line in result.stdout.splitlines(keepends=True)]
+    assert published == shown
+    assert published[0].type == "started"
+    assert published[-1].type == "completed"
+    assert "hello\n" in [event.data for event in published]
