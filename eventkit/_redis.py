@@ -43,9 +43,15 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Errors worth retrying: the server is away, restarting, or loading its data.
-#: (redis-py's ConnectionError and TimeoutError wrap the OSErrors of sockets.)
-RETRYABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
+#: Errors worth retrying: the server is away, restarting, loading its data, or
+#: slow to answer. (redis-py's ConnectionError and TimeoutError wrap the
+#: OSErrors of sockets; the builtin TimeoutError is an asyncio.timeout's.)
+RETRYABLE: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    TimeoutError,
+)
 #: Seconds allowed to open a TCP connection.
 CONNECT_TIMEOUT: Final = 5.0
 
@@ -61,7 +67,9 @@ def check_url(url: str) -> None:
         raise ValueError(f"url must be redis://, rediss:// or unix://, not {url!r}")
 
 
-def connect(url: str, *, read_timeout: float) -> Redis:
+def connect(
+    url: str, *, read_timeout: float | None, single_connection: bool = False
+) -> Redis:
     """Return an asyncio client for ``url``: bytes replies, no retries of its own.
 
     Nothing connects until the first command. The hiredis parser is used when
@@ -72,7 +80,9 @@ def connect(url: str, *, read_timeout: float) -> Redis:
             for TLS, or ``unix://path``.
         read_timeout: Seconds a reply may take before the connection is
             taken for dead (a half-open TCP connection otherwise waits for
-            the keepalive, minutes).
+            the keepalive, 45 s); None for no limit (the caller sets its own).
+        single_connection: One connection for everything, ``client.connection``
+            once ``await client.initialize()`` made it, instead of a pool.
     """
     client: Redis = Redis.from_url(
         url,
@@ -80,6 +90,7 @@ def connect(url: str, *, read_timeout: float) -> Redis:
         retry=Retry(NoBackoff(), 0),
         socket_timeout=read_timeout,
         socket_connect_timeout=CONNECT_TIMEOUT,
+        single_connection_client=single_connection,
         # The reply shapes eventkit reads (XREADGROUP: a list of [key,
         # entries]) are RESP2's.
         protocol=2,

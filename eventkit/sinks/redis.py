@@ -8,10 +8,17 @@ import math
 from typing import TYPE_CHECKING, Final
 
 import structlog
+from redis.exceptions import ResponseError
 
 from eventkit._redis import Outage, check_url, connect, retry
 from eventkit.events import TERMINAL_TYPES
-from eventkit.protocol.redis import FIELD, encode, shard_keys, shard_of
+from eventkit.protocol.redis import (
+    encode,
+    pack_xadd,
+    shard_keys,
+    shard_of,
+    xadd_prefix,
+)
 from eventkit.sinks._base import Sink
 
 if TYPE_CHECKING:
@@ -22,8 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisStreamSink", "redis_stream"]
 
 _log = structlog.get_logger("eventkit.sinks.redis")
-#: Seconds a reply to a batch may take before the connection counts as dead.
-_READ_TIMEOUT: Final = 10.0
+#: Seconds a batch may take, sent and answered, before the connection
+#: counts as dead.
+_WRITE_TIMEOUT: Final = 10.0
 
 
 class RedisStreamSink(Sink):
@@ -104,12 +112,12 @@ class RedisStreamSink(Sink):
         self.batch_size = batch_size
         self.linger = linger
         self.retry_timeout = retry_timeout
-        # Each key's XADD arguments up to the field's value.
-        trim = () if maxlen is None else ("MAXLEN", "~", maxlen)
-        self._commands = [("XADD", key, *trim, "*", FIELD) for key in self.keys]
+        # Each key's XADD command up to the field's value, packed.
+        self._prefixes = [xadd_prefix(key, maxlen) for key in self.keys]
         self._client: Redis | None = None
         self._outage = Outage(_log.bind(stream=stream))
-        self._buffer: list[tuple[tuple[object, ...], bytes]] = []
+        # The commands of the next batch, packed.
+        self._buffer: list[bytes] = []
         # Held while a batch is taken from the buffer and written: batches go
         # out one at a time, in order.
         self._lock = asyncio.Lock()
@@ -121,7 +129,8 @@ class RedisStreamSink(Sink):
 
     async def open(self) -> None:
         """Make the client; it connects with the first batch."""
-        self._client = connect(self.url, read_timeout=_READ_TIMEOUT)
+        # No timeout per reply (a timer per event): one per batch instead.
+        self._client = connect(self.url, read_timeout=None, single_connection=True)
 
     async def send(self, event: Event) -> None:
         """Buffer ``event``; write the batch if full or if the event ends a run.
@@ -132,14 +141,14 @@ class RedisStreamSink(Sink):
         """
         if self._failure is not None:
             self._raise_failure()
-        commands = self._commands
-        command = (
-            commands[0]
-            if len(commands) == 1
-            else commands[shard_of(event.run, len(commands))]
+        prefixes = self._prefixes
+        prefix = (
+            prefixes[0]
+            if len(prefixes) == 1
+            else prefixes[shard_of(event.run, len(prefixes))]
         )
         buffer = self._buffer
-        buffer.append((command, encode(event)))
+        buffer.append(pack_xadd(prefix, encode(event)))
         if len(buffer) >= self.batch_size or event.type in TERMINAL_TYPES:
             await self._flush()
         elif self._timer is None:
@@ -194,15 +203,38 @@ class RedisStreamSink(Sink):
                 self._buffer[:0] = batch
                 raise
 
-    async def _write(self, batch: list[tuple[tuple[object, ...], bytes]]) -> None:
-        """Write one batch in one pipelined round trip."""
+    async def _write(self, batch: list[bytes]) -> None:
+        """Send one batch of packed commands at once; read every reply.
+
+        Raises:
+            TimeoutError: If it took over ``_WRITE_TIMEOUT`` seconds.
+            redis.exceptions.ResponseError: The first error a command got.
+        """
         client = self._client
         if client is None:
             raise RuntimeError("the redis sink is not open")
-        pipe = client.pipeline(transaction=False)
-        for command, data in batch:
-            pipe.execute_command(*command, data)
-        await pipe.execute()
+        await client.initialize()
+        connection = client.connection
+        if connection is None:  # pragma: no cover - initialize() makes it
+            raise RuntimeError("the redis client has no connection")
+        error: ResponseError | None = None
+        try:
+            async with asyncio.timeout(_WRITE_TIMEOUT):
+                await connection.send_packed_command(b"".join(batch), False)
+                read = connection.read_response
+                for _ in batch:
+                    try:
+                        await read()
+                    except ResponseError as exc:
+                        # The reply was read: the connection stays in step.
+                        error = error or exc
+        except BaseException:
+            # Replies may be left unread: the connection is out of step. The
+            # next batch connects again.
+            await connection.disconnect()
+            raise
+        if error is not None:
+            raise error
 
     async def close(self) -> None:
         """Write what is buffered, then close the client.

@@ -319,7 +319,7 @@ class _Session:
         reader._session = self
         try:
             if reader._stop_early:
-                self.stop()
+                return
             config = self._config
             client = self._client = connect(
                 config.url, read_timeout=config.block_ms / 1000 + _READ_MARGIN

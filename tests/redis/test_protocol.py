@@ -6,6 +6,7 @@ import zlib
 
 import pytest
 from hypothesis import given, strategies as st
+from redis.connection import Connection
 
 from eventkit.events import Event, EventType
 from eventkit.protocol import jsonl, redis as codec
@@ -197,3 +198,15 @@ def test_tracker_finish_unknown_run_does_nothing() -> None:
     assert [] == tracker.take_acks()
     with pytest.raises(ValueError, match="finished_runs"):
         RunTracker(finished_runs=-1)
+
+
+@pytest.mark.parametrize("maxlen", [None, 1000])
+@given(key=texts.filter(bool), value=st.binary())
+def test_packed_xadd_is_what_redis_py_sends(
+    maxlen: int | None, key: str, value: bytes
+) -> None:
+    """A packed XADD is byte for byte redis-py's own packing of the command."""
+    trim = () if maxlen is None else ("MAXLEN", "~", maxlen)
+    args = ("XADD", key, *trim, "*", "event", value)
+    expected = b"".join(Connection().pack_command(*args))
+    assert expected == codec.pack_xadd(codec.xadd_prefix(key, maxlen), value)
