@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import core, executor, ingest, observability, server
+from bench import core, executor, ingest, observability, redis, server
 
 Step = Callable[[str], None]
 
@@ -45,6 +45,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
         "local sandbox server: print(1) runs/s, a 100 MiB stream",
         lambda args, step: server.measure(),
     ),
+    "redis": (
+        "Redis Streams end to end: eventkit's sink and source vs raw redis-py",
+        lambda args, step: redis.measure(args.redis_events, args.repetitions, step),
+    ),
 }
 
 
@@ -63,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=3, help="core: rounds")
     parser.add_argument("--frames", type=int, default=200_000, help="ingest: frames")
     parser.add_argument("--spawns", type=int, default=20, help="executor: rounds")
+    parser.add_argument(
+        "--redis-events", type=int, default=100_000, help="redis: events"
+    )
     args = parser.parse_args(argv)
     chosen = args.suites or list(SUITES)
     console = Console(stderr=args.json)
@@ -93,6 +100,9 @@ def _describe(progress: Progress, task: TaskID, step: str) -> None:
 
 def show(report: dict[str, Any], console: Console) -> None:
     """Print a report: its variants, then its targets."""
+    if report.get("skipped"):
+        console.print(f"[bold]{report['benchmark']}[/] skipped: {report['skipped']}")
+        return
     variants = report["variants"]
     columns = [
         key
