@@ -439,9 +439,34 @@ class _Session:
         if not reply:
             return []
         cursor: bytes = reply[0]
-        shard.backlog = None if cursor == b"0-0" else cursor
+        if cursor == b"0-0":
+            shard.backlog = None
+            await self._prune_consumers(shard)
+        else:
+            shard.backlog = cursor
         # Redis before 7 lists the entries trimmed away as nils.
         return [entry for entry in reply[1] if entry[0] is not None]
+
+    async def _prune_consumers(self, shard: _Shard) -> None:
+        """Delete the group's other consumers on a shard, once nothing is theirs.
+
+        After the drain, every pending entry of the shard is this owner's,
+        and no one else reads it: the others' names (a worker gone, or that
+        owned the shard once) are dead weight in ``XINFO CONSUMERS``. A
+        consumer with entries pending is kept, since deleting it would drop
+        them. Best effort: errors are ignored.
+        """
+        client = self.client
+        with contextlib.suppress(RedisError):
+            consumers = await client.xinfo_consumers(shard.key, self._group)
+            names = [
+                consumer["name"]
+                for consumer in consumers
+                if consumer["pending"] == 0
+                and consumer["name"] != self._consumer.encode()
+            ]
+            for name in names:
+                await client.xgroup_delconsumer(shard.key, self._group, name)
 
     async def _read(self, shards: Sequence[_Shard], command: tuple[Any, ...]) -> Any:
         """Send a command that delivers entries; return its reply, or ``[]``.

@@ -378,6 +378,9 @@ async def test_takeover_after_claim_idle_ms(
         # The run from its first event, the ghost's entries first.
         assert events == worker.events
         assert 0 == await pending(client)
+        # The ghost's name, with nothing pending any more, was deleted.
+        consumers = await client.xinfo_consumers("s", "g")
+        assert [b"heir"] == [consumer["name"] for consumer in consumers]
 
 
 async def test_duplicates_dropped(
