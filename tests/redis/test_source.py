@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import inspect
 import os
+import signal
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -679,3 +681,69 @@ async def test_workers_keep_their_shards_across_a_restart(
     by_one, by_two = one.runs(), two.runs()
     assert set() == by_one.keys() & by_two.keys()
     assert {run: list(range(6)) for run in runs} == {**by_one, **by_two}
+
+
+#: A worker in a process of its own, to be stalled with SIGSTOP.
+STALLED_WORKER = """
+import asyncio, signal, sys
+import eventkit
+from eventkit import sinks, sources
+
+async def main():
+    source = sources.redis_stream(
+        sys.argv[1], "s", group="g", consumer="stalled",
+        block_ms=int(sys.argv[2]), claim_idle_ms=int(sys.argv[3]),
+    )
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, source.stop)
+    await eventkit.run(source, sink=sinks.collect())
+
+asyncio.run(main())
+"""
+
+
+async def test_stalled_worker_loses_its_shard(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A worker frozen past claim_idle_ms: another takes over; it yields on waking."""
+    events = run_events("a", 4)
+    async with asyncio.timeout(20):
+        await produce(redis_server.url, events[:3])
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", STALLED_WORKER, redis_server.url,
+            str(BLOCK_MS), str(CLAIM_IDLE_MS),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await eventually(lambda: all_owned_by(client, ["s"], {"stalled"}))
+            await eventually(lambda: pending_of(client, "stalled"))
+            process.send_signal(signal.SIGSTOP)
+            heir = Worker(source(redis_server.url, "heir"))
+            await eventually(lambda: len(heir.events) == 3)
+            assert ["heir"] == await owners(client, ["s"])
+            process.send_signal(signal.SIGCONT)
+            # On waking, its renewal fails: it lets the shard go.
+            assert process.stdout is not None
+            while b"redis_shard_lost" not in await process.stdout.readline():
+                pass
+            await produce(redis_server.url, events[3:])
+            await eventually(lambda: len(heir.events) == len(events))
+            process.send_signal(signal.SIGTERM)
+            await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        await heir.stop()
+    assert 0 == process.returncode
+    assert events == heir.events
+    assert 0 == await pending(client)
+
+
+async def pending_of(client: redis.asyncio.Redis, consumer: str) -> int:
+    """Entries of ``s`` pending with ``consumer`` in group ``g``."""
+    info: Any = await client.xpending("s", "g")
+    for entry in info["consumers"]:
+        if entry["name"] == consumer.encode():
+            count: int = entry["pending"]
+            return count
+    return 0
