@@ -60,13 +60,15 @@ class RedisStreamSink(Sink):
     when it ends. A retry can append entries twice, when the server had
     written them but the reply was lost: the source drops such duplicates
     (same run and sequence). After ``retry_timeout`` seconds the last error
-    (:exc:`redis.exceptions.ConnectionError` or
-    :exc:`~redis.exceptions.TimeoutError`) is raised, by :meth:`send` or
-    :meth:`close`, which stops the run with :exc:`eventkit.SinkError`; any
-    other error of the server (a key of another type, out of memory) is
-    raised at once. Either way the failed batch and what was buffered after
-    it are not written (they are not in the error's ``undelivered``), and
-    every later :meth:`send` raises again.
+    (:exc:`redis.exceptions.ConnectionError`, or :exc:`TimeoutError` for a
+    batch unanswered for 10 s) is raised, by :meth:`send` or :meth:`close`,
+    which stops the run with :exc:`eventkit.SinkError`; an error reply (a
+    key of another type, out of memory) is raised at once, as
+    :exc:`redis.exceptions.ResponseError`, the rest of its batch written.
+    Either way the failed batch and what was buffered after it are not
+    written (they are not in the error's ``undelivered``), and every later
+    :meth:`send` raises again. A batch whose write is cancelled is kept, and
+    written at :meth:`close` (perhaps twice).
 
     Args:
         url: The server: ``redis://[[user]:password@]host[:port][/db]``,
@@ -81,8 +83,9 @@ class RedisStreamSink(Sink):
         retry_timeout: Seconds a batch is retried before the sink gives up.
 
     Raises:
-        ValueError: If ``shards``, ``batch_size``, ``maxlen`` or
-            ``retry_timeout`` is not positive, or ``linger`` is negative.
+        ValueError: For a URL scheme other than redis, rediss or unix, a
+            ``shards``, ``batch_size``, ``maxlen`` or ``retry_timeout`` that
+            is not positive, or a negative ``linger``.
     """
 
     def __init__(
@@ -122,7 +125,8 @@ class RedisStreamSink(Sink):
         # out one at a time, in order.
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
-        self._lingering: asyncio.Task[None] | None = None
+        # Flushes started by the timer, not finished yet.
+        self._lingering: set[asyncio.Task[None]] = set()
         # The error a batch failed with; whether send() or close() raised it.
         self._failure: Exception | None = None
         self._reported = False
@@ -138,6 +142,7 @@ class RedisStreamSink(Sink):
         Raises:
             redis.exceptions.RedisError: If a batch, this one or an earlier
                 one, could not be written.
+            TimeoutError: Likewise, when the last try went unanswered.
         """
         if self._failure is not None:
             self._raise_failure()
@@ -158,8 +163,9 @@ class RedisStreamSink(Sink):
     def _linger_over(self) -> None:
         """Write the lingering batch in the background."""
         self._timer = None
-        if self._lingering is None or self._lingering.done():
-            self._lingering = asyncio.ensure_future(self._flush_in_background())
+        task = asyncio.ensure_future(self._flush_in_background())
+        self._lingering.add(task)
+        task.add_done_callback(self._lingering.discard)
 
     async def _flush_in_background(self) -> None:
         # A failure is kept, for the next send() or close() to raise.
@@ -247,8 +253,8 @@ class RedisStreamSink(Sink):
         if client is None:
             return
         try:
-            if self._lingering is not None:
-                await self._lingering
+            if self._lingering:
+                await asyncio.gather(*self._lingering)
             if self._failure is None:
                 await self._flush()
             elif not self._reported:

@@ -112,6 +112,29 @@ async def test_linger_flushes_in_the_background(
         assert events == await read_all(client, "s")
 
 
+async def test_linger_while_a_batch_is_being_written(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """An event buffered during a slow write goes out after it, unprompted."""
+    events = run_events("r", 1, complete=False)
+    async with (
+        asyncio.timeout(10),
+        RedisStreamSink(redis_server.url, "s", linger=0.01) as sink,
+    ):
+        # Writes wait 300 ms on the server: the first batch is in flight
+        # while the second lingers out.
+        await client.client_pause(300, all=False)
+        await sink.send(events[0])
+        await asyncio.sleep(0.05)
+        await sink.send(events[1])
+        await eventually(lambda: _length_is(client, 2))
+        assert events == await read_all(client, "s")
+
+
+async def _length_is(client: redis.asyncio.Redis, length: int) -> bool:
+    return await client.xlen("s") == length
+
+
 async def test_close_writes_the_rest(
     redis_server: RedisServer, client: redis.asyncio.Redis
 ) -> None:
