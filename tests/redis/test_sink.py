@@ -58,7 +58,8 @@ async def client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis
 
 async def read_all(client: redis.asyncio.Redis, key: str) -> list[Event]:
     """Return the events of every entry of ``key``, in order."""
-    return [codec.decode(fields) for _, fields in await client.xrange(key)]
+    entries: Any = await client.xrange(key)
+    return [codec.decode(fields) for _, fields in entries]
 
 
 async def test_batches_are_written_when_full(

@@ -135,7 +135,7 @@ async def nothing_pending(client: redis.asyncio.Redis) -> bool:
 
 async def owners(client: redis.asyncio.Redis, keys: list[str]) -> list[str | None]:
     """The consumer owning each key, or None."""
-    values = await client.mget([codec.lease_key(key, "g") for key in keys])
+    values: Any = await client.mget([codec.lease_key(key, "g") for key in keys])
     return [None if value is None else value.decode() for value in values]
 
 
@@ -422,7 +422,7 @@ async def test_poison_entries_dead_lettered(
         assert events == worker.events
         assert 0 == await pending(client)
         assert invalid + 2 == stats.invalid_frames
-        dead = await client.xrange("s:dead")
+        dead: Any = await client.xrange("s:dead")
         assert 2 == len(dead)
         first, second = (fields for _, fields in dead)
         assert b"s" == first[b"stream"]
