@@ -20,6 +20,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -651,13 +652,8 @@ def _worker(args: argparse.Namespace) -> int:
     except OSError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
-    if args.json:
-        print(json.dumps(totals.as_dict()), file=sys.stderr)
-    else:
-        err.print(
-            f"stopped: {totals.runs:,} runs ({totals.failed:,} failed), "
-            f"{totals.events:,} events"
-        )
+    # Told in the worker's log, like its runs: JSON with --json or --log json.
+    structlog.get_logger("eventkit.worker").info("worker_stopped", **totals.as_dict())
     return 0
 
 

@@ -19,11 +19,14 @@ model.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Final
 
 import msgspec
+
+from eventkit.events import TERMINAL_TYPES
 
 # The JSON Lines codec itself: an entry's value is byte for byte a line of an
 # eventkit recording, without its newline.
@@ -40,13 +43,18 @@ if TYPE_CHECKING:
     from eventkit.events import Event
 
 __all__ = [
+    "DELIVER",
+    "DELIVER_LAST",
+    "DUPLICATE",
     "FIELD",
+    "FINISHED_RETENTION_MS",
     "DecodeError",
     "RunTracker",
     "consumers_key",
     "dead_letter_key",
     "decode",
     "encode",
+    "finished_key",
     "lease_key",
     "pack_xadd",
     "shard_keys",
@@ -59,6 +67,17 @@ __all__ = [
 FIELD: Final = b"event"
 #: Finished runs a :class:`RunTracker` remembers by default.
 FINISHED_RUNS: Final = 10_000
+#: Milliseconds a finished run stays in a shard's finished set
+#: (:func:`finished_key`), for the other workers: any late duplicate of one of
+#: its entries (a producer's retry) is read well within it.
+FINISHED_RETENTION_MS: Final = 3_600_000
+
+#: What :meth:`RunTracker.receive` says of an entry: a duplicate, not to be
+#: delivered; an event to deliver; an event to deliver that makes its run
+#: whole (its terminal event and every sequence before it delivered).
+DUPLICATE: Final = 0
+DELIVER: Final = 1
+DELIVER_LAST: Final = 2
 
 
 def encode(event: Event) -> bytes:
@@ -152,6 +171,16 @@ def consumers_key(stream: str, group: str) -> str:
     return f"{stream}:consumers:{group}"
 
 
+def finished_key(shard_key: str, group: str) -> str:
+    """Return the key of a shard's runs finished lately: a sorted set, run -> ms.
+
+    Workers add the runs they finish (with the entries' acknowledgement) and
+    look up the runs they have not seen: a run finished by another worker
+    whose late duplicate comes up after a takeover is not taken for a new run.
+    """
+    return f"{shard_key}:finished:{group}"
+
+
 def dead_letter_key(stream: str) -> str:
     """Return the default dead-letter stream of ``stream``."""
     return f"{stream}:dead"
@@ -160,33 +189,55 @@ def dead_letter_key(stream: str) -> str:
 class _Run:
     """What a :class:`RunTracker` knows of one run in progress."""
 
-    __slots__ = ("floor", "ids", "seen")
+    __slots__ = ("floor", "ids", "low", "seen", "terminal")
 
     def __init__(self, floor: int) -> None:
         #: Entry ids read so far, duplicates included, in order.
         self.ids: list[bytes] = []
         #: Sequences delivered.
         self.seen: set[int] = set()
+        #: The lowest of them: the run is whole once every sequence from it
+        #: to the terminal one was delivered.
+        self.low = floor + 1
+        #: The sequence of the terminal event, once delivered.
+        self.terminal: int | None = None
         #: Sequences up to this one count as delivered: those of a finished
         #: run that goes on after its terminal event.
         self.floor = floor
+
+    def whole(self) -> bool:
+        """Tell whether the terminal event and every sequence before it came."""
+        terminal = self.terminal
+        if terminal is None:
+            return False
+        span = terminal - self.low + 1
+        seen = self.seen
+        if len(seen) < span:
+            return False
+        return len(seen) == span or sum(1 for s in seen if s <= terminal) >= span
 
 
 class RunTracker:
     """Tell the new events of one shard from duplicates, and what to acknowledge.
 
     Feed each entry read to :meth:`receive`, in stream order; deliver the
-    event when it returns True. Once a run has ended, and its terminal event
-    has been through the pipeline, call :meth:`finish`: the run's entry ids
-    join :attr:`acks`, which the caller acknowledges and clears with
-    :meth:`take_acks`.
+    event unless it says :data:`DUPLICATE`. When it says
+    :data:`DELIVER_LAST`, the event makes its run whole: the terminal event
+    and every sequence from the run's first to it have come (a terminal event
+    that overtook others, as ``reorder`` would hold it, does not end the run
+    until they come). Once that event has been through the pipeline, call
+    :meth:`finish`: the run's entry ids join :attr:`acks`, which the caller
+    acknowledges and clears with :meth:`take_acks`, and the run joins
+    :attr:`finished`, which the caller records for the other workers.
 
     Duplicates: an entry whose run and sequence were delivered already (a
     producer's retry after a lost reply, an entry claimed again) is not
     delivered; its id joins those of its run. After :meth:`finish`, the run
     is remembered (its highest sequence, for the last ``finished_runs`` runs):
     an entry of it with a sequence up to that one is a late duplicate, put on
-    :attr:`acks` at once; one with a higher sequence continues the run.
+    :attr:`acks` at once; one with a higher sequence continues the run. A run
+    another worker finished (:meth:`finished_elsewhere`) is remembered with
+    every sequence a duplicate.
 
     Memory: the ids and sequences of each run in progress, and a string and
     an integer per remembered finished run.
@@ -196,10 +247,18 @@ class RunTracker:
 
     Attributes:
         acks: Entry ids that may be acknowledged, in the order they became so.
+        finished: Runs finished since the last :meth:`take_acks`.
         duplicates: Entries not delivered as duplicates, ever.
     """
 
-    __slots__ = ("_finished", "_finished_runs", "_runs", "acks", "duplicates")
+    __slots__ = (
+        "_finished",
+        "_finished_runs",
+        "_runs",
+        "acks",
+        "duplicates",
+        "finished",
+    )
 
     def __init__(self, finished_runs: int = FINISHED_RUNS) -> None:
         if finished_runs < 0:
@@ -209,6 +268,7 @@ class RunTracker:
         # Finished runs, least recently seen first: run -> highest sequence.
         self._finished: OrderedDict[str, int] = OrderedDict()
         self.acks: list[bytes] = []
+        self.finished: list[str] = []
         self.duplicates = 0
 
     @property
@@ -220,25 +280,36 @@ class RunTracker:
         """Tell whether ``run`` is in progress or remembered as finished."""
         return run in self._runs or run in self._finished
 
-    def receive(self, entry_id: bytes, event: Event) -> bool:
-        """Take the entry ``entry_id`` holding ``event``; tell whether to deliver it.
+    def receive(self, entry_id: bytes, event: Event) -> int:
+        """Take the entry ``entry_id`` holding ``event``; tell what to do with it.
 
-        Returns False for a duplicate. Then call :meth:`take_acks` at the
-        next occasion: a late duplicate of a finished run is ackable at once.
+        Returns :data:`DUPLICATE` (then call :meth:`take_acks` at the next
+        occasion: a late duplicate of a finished run is ackable at once),
+        :data:`DELIVER` or :data:`DELIVER_LAST`; only the first is false.
         """
         state = self._runs.get(event.run)
         if state is None:
-            return self._receive_new(entry_id, event)
-        state.ids.append(entry_id)
-        sequence = event.sequence
-        if sequence in state.seen or sequence <= state.floor:
-            self.duplicates += 1
-            return False
-        state.seen.add(sequence)
-        return True
+            state = self._start(entry_id, event)
+            if state is None:
+                return DUPLICATE
+        else:
+            state.ids.append(entry_id)
+            sequence = event.sequence
+            seen = state.seen
+            if sequence in seen or sequence <= state.floor:
+                self.duplicates += 1
+                return DUPLICATE
+            seen.add(sequence)
+            if sequence < state.low:
+                state.low = sequence
+        if event.type in TERMINAL_TYPES and state.terminal is None:
+            state.terminal = event.sequence
+        elif state.terminal is None:
+            return DELIVER
+        return DELIVER_LAST if state.whole() else DELIVER
 
-    def _receive_new(self, entry_id: bytes, event: Event) -> bool:
-        """Take the first entry of a run not in progress."""
+    def _start(self, entry_id: bytes, event: Event) -> _Run | None:
+        """Take the first entry of a run not in progress; None for a duplicate."""
         run = event.run
         last = self._finished.get(run)
         if last is not None:
@@ -246,7 +317,7 @@ class RunTracker:
             if event.sequence <= last:
                 self.duplicates += 1
                 self.acks.append(entry_id)
-                return False
+                return None
             # Events after the terminal one: the run goes on, and its
             # sequences up to the last one delivered stay duplicates.
             del self._finished[run]
@@ -255,8 +326,17 @@ class RunTracker:
             state = _Run(-1)
         state.ids.append(entry_id)
         state.seen.add(event.sequence)
+        state.low = event.sequence
         self._runs[run] = state
-        return True
+        return state
+
+    def finished_elsewhere(self, run: str) -> None:
+        """Remember ``run`` as finished by another worker: drop all its entries.
+
+        For a run not in progress; one in progress is left as it is.
+        """
+        if run not in self._runs:
+            self._remember(run, _ALL)
 
     def finish(self, run: str) -> None:
         """End ``run``: its entry ids join :attr:`acks`; remember it as finished.
@@ -268,12 +348,22 @@ class RunTracker:
         if state is None:
             return
         self.acks.extend(state.ids)
+        self.finished.append(run)
+        self._remember(run, max(state.seen, default=state.floor))
+
+    def _remember(self, run: str, last: int) -> None:
         if self._finished_runs:
-            self._finished[run] = max(state.seen, default=state.floor)
+            self._finished[run] = last
+            self._finished.move_to_end(run)
             if len(self._finished) > self._finished_runs:
                 self._finished.popitem(last=False)
 
-    def take_acks(self) -> list[bytes]:
-        """Return the ids in :attr:`acks` and clear it."""
+    def take_acks(self) -> tuple[list[bytes], list[str]]:
+        """Return :attr:`acks` and :attr:`finished`, and clear them."""
         acks, self.acks = self.acks, []
-        return acks
+        finished, self.finished = self.finished, []
+        return acks, finished
+
+
+#: Every sequence: what counts as delivered of a run finished elsewhere.
+_ALL: Final = sys.maxsize

@@ -45,14 +45,16 @@ from eventkit._redis import (
     connect,
     retry,
 )
-from eventkit.events import TERMINAL_TYPES
 from eventkit.metrics import source_stats
 from eventkit.protocol.redis import (
+    DELIVER_LAST,
+    FINISHED_RETENTION_MS,
     DecodeError,
     RunTracker,
     consumers_key,
     dead_letter_key,
     decode,
+    finished_key,
     lease_key,
     shard_keys,
     token_key,
@@ -151,6 +153,7 @@ class _Shard:
     __slots__ = (
         "backlog",
         "dead",
+        "finished",
         "key",
         "lease",
         "leave_by",
@@ -165,6 +168,7 @@ class _Shard:
         self.key = key.encode()
         self.lease = lease_key(key, group)
         self.token_key = token_key(key, group)
+        self.finished = finished_key(key, group)
         #: Proves that nobody acquired the shard since we did.
         self.token = secrets.token_hex(8)
         self.tracker = RunTracker()
@@ -341,14 +345,9 @@ class _Session:
                             stats.frames += len(entries)
                             tracker = shard.tracker
                             receive = tracker.receive
-                            for entry_id, fields in entries:
+                            for entry_id, event in await self._decoded(shard, entries):
                                 if shard.lost:
                                     break
-                                try:
-                                    event = decode(fields)
-                                except DecodeError as exc:
-                                    self._poisoned(shard, entry_id, fields, exc)
-                                    continue
                                 if shard.leave_by is not None and not tracker.knows(
                                     event.run
                                 ):
@@ -356,11 +355,12 @@ class _Session:
                                     # stays pending, for the next owner to
                                     # process whole.
                                     continue
-                                if receive(entry_id, event):
+                                verdict = receive(entry_id, event)
+                                if verdict:
                                     yield event
                                     # Resumed: the event went through the
                                     # whole pipeline.
-                                    if event.type in TERMINAL_TYPES:
+                                    if verdict == DELIVER_LAST:
                                         tracker.finish(event.run)
                 except Stopped:
                     pass
@@ -370,6 +370,34 @@ class _Session:
         finally:
             reader._session = None
             reader._stop_early = False
+
+    async def _decoded(
+        self, shard: _Shard, entries: list[_Entry]
+    ) -> list[tuple[bytes, Event]]:
+        """Decode a shard's entries, setting aside those that do not decode.
+
+        Runs this worker does not know are looked up in the shard's finished
+        set first: a late duplicate of a run another worker finished (it came
+        up after a takeover) must not start a run that never ends.
+        """
+        decoded = []
+        for entry_id, fields in entries:
+            try:
+                decoded.append((entry_id, decode(fields)))
+            except DecodeError as exc:
+                self._poisoned(shard, entry_id, fields, exc)
+        tracker = shard.tracker
+        unknown = [
+            run for run in {event.run for _, event in decoded} if not tracker.knows(run)
+        ]
+        if unknown:
+            scores = await self._call(
+                lambda: self._execute("ZMSCORE", shard.finished, *unknown)
+            )
+            for run, score in zip(unknown, scores, strict=True):
+                if score is not None:
+                    tracker.finished_elsewhere(run)
+        return decoded
 
     async def _next_batch(self) -> list[tuple[_Shard, list[_Entry]]]:
         """Settle what is due; return the next entries to deliver, by shard.
@@ -525,8 +553,9 @@ class _Session:
                 await self._call(lambda: self._send_acks(taken))
             except BaseException:
                 # Kept for the next try, or the last one when stopping.
-                for shard, acks, dead in taken:
+                for shard, acks, finished, dead in taken:
                     shard.tracker.acks[:0] = acks
+                    shard.tracker.finished[:0] = finished
                     shard.dead[:0] = dead
                 raise
         self._rebalance()
@@ -547,12 +576,26 @@ class _Session:
                     open_runs=shard.tracker.open_runs,
                 )
 
-    async def _send_acks(
-        self, taken: Sequence[tuple[_Shard, list[bytes], list[_Dead]]]
-    ) -> None:
-        """Dead-letter and acknowledge entries, in one round trip."""
+    async def _send_acks(self, taken: Sequence[_Taken]) -> None:
+        """Dead-letter and acknowledge entries, record finished runs: one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        for shard, acks, dead in taken:
+        now = int(time.time() * 1000)
+        for shard, acks, finished, dead in taken:
+            if finished:
+                pipe.execute_command(
+                    "ZADD",
+                    shard.finished,
+                    *(item for run in finished for item in (now, run)),
+                )
+                pipe.execute_command(
+                    "ZREMRANGEBYSCORE",
+                    shard.finished,
+                    "-inf",
+                    now - FINISHED_RETENTION_MS,
+                )
+                pipe.execute_command(
+                    "PEXPIRE", shard.finished, 2 * FINISHED_RETENTION_MS
+                )
             for entry_id, fields, reason in dead:
                 pipe.execute_command(
                     "XADD",
@@ -794,13 +837,17 @@ _cleanups: set[asyncio.Future[None]] = set()
 _Dead = tuple[bytes, dict[bytes, bytes], str]
 
 
-def _take_acks(
-    shards: Sequence[_Shard],
-) -> list[tuple[_Shard, list[bytes], list[_Dead]]]:
-    """Take what each shard has to acknowledge and to dead-letter."""
+#: What a shard has to settle: its entries to acknowledge, its runs
+#: finished, its entries to dead-letter.
+_Taken = tuple[_Shard, list[bytes], list[str], list[_Dead]]
+
+
+def _take_acks(shards: Sequence[_Shard]) -> list[_Taken]:
+    """Take what each shard has to acknowledge, record and dead-letter."""
     taken = []
     for shard in shards:
-        taken.append((shard, shard.tracker.take_acks(), shard.dead))
+        acks, finished = shard.tracker.take_acks()
+        taken.append((shard, acks, finished, shard.dead))
         shard.dead = []
     return taken
 

@@ -11,7 +11,13 @@ from redis.connection import Connection
 
 from eventkit.events import Event, EventType
 from eventkit.protocol import jsonl, redis as codec
-from eventkit.protocol.redis import DecodeError, RunTracker
+from eventkit.protocol.redis import (
+    DELIVER,
+    DELIVER_LAST,
+    DUPLICATE,
+    DecodeError,
+    RunTracker,
+)
 
 texts = st.text(st.characters(codec="utf-8"))
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
@@ -139,7 +145,7 @@ def test_tracker_delivers_each_sequence_once(entries: list[tuple[str, int]]) -> 
     assert len(ids) == tracker.open_runs
     for run in ids:
         tracker.finish(run)
-        assert ids[run] == tracker.take_acks()
+        assert (ids[run], [run]) == tracker.take_acks()
     assert 0 == tracker.open_runs
 
 
@@ -155,7 +161,7 @@ def test_tracker_late_duplicates_acked_at_once(entries: list[tuple[str, int]]) -
     for number, (run, sequence) in enumerate(entries):
         late = f"late-{number}".encode()
         assert not tracker.receive(late, event(run, sequence))
-        assert [late] == tracker.take_acks()
+        assert [late] == tracker.take_acks()[0]
     assert 0 == tracker.open_runs
 
 
@@ -165,7 +171,7 @@ def test_tracker_run_going_on_after_its_end() -> None:
     assert tracker.receive(b"1-0", event("r", 0))
     assert tracker.receive(b"2-0", event("r", 1, "completed"))
     tracker.finish("r")
-    assert [b"1-0", b"2-0"] == tracker.take_acks()
+    assert [b"1-0", b"2-0"] == tracker.take_acks()[0]
     assert tracker.knows("r")
     assert tracker.receive(b"3-0", event("r", 2))
     assert 1 == tracker.open_runs
@@ -173,9 +179,9 @@ def test_tracker_run_going_on_after_its_end() -> None:
     assert not tracker.receive(b"4-0", event("r", 1))
     assert not tracker.receive(b"5-0", event("r", 2))
     tracker.finish("r")
-    assert [b"3-0", b"4-0", b"5-0"] == tracker.take_acks()
+    assert [b"3-0", b"4-0", b"5-0"] == tracker.take_acks()[0]
     assert not tracker.receive(b"6-0", event("r", 2))
-    assert [b"6-0"] == tracker.take_acks()
+    assert [b"6-0"] == tracker.take_acks()[0]
 
 
 def test_tracker_forgets_the_oldest_finished_runs() -> None:
@@ -196,7 +202,7 @@ def test_tracker_finish_unknown_run_does_nothing() -> None:
     """Finishing a run not in progress acknowledges nothing."""
     tracker = RunTracker()
     tracker.finish("nobody")
-    assert [] == tracker.take_acks()
+    assert [] == tracker.take_acks()[0]
     with pytest.raises(ValueError, match="finished_runs"):
         RunTracker(finished_runs=-1)
 
@@ -213,3 +219,40 @@ def test_packed_xadd_is_what_redis_py_sends(
     connection: Any = Connection
     expected = b"".join(connection().pack_command(*args))
     assert expected == codec.pack_xadd(codec.xadd_prefix(key, maxlen), value)
+
+
+def test_tracker_run_whole_at_terminal_event() -> None:
+    """In order, the terminal event makes the run whole."""
+    tracker = RunTracker()
+    assert DELIVER == tracker.receive(b"1-0", event("r", 0))
+    assert DELIVER == tracker.receive(b"2-0", event("r", 1))
+    assert DELIVER_LAST == tracker.receive(b"3-0", event("r", 2, "completed"))
+
+
+def test_tracker_terminal_event_ahead_waits_for_the_rest() -> None:
+    """A terminal event that overtook others ends the run once they came.
+
+    ``reorder`` downstream holds such a terminal event: acknowledging at it
+    would acknowledge events still held.
+    """
+    tracker = RunTracker()
+    assert DELIVER == tracker.receive(b"1-0", event("r", 0))
+    assert DELIVER == tracker.receive(b"2-0", event("r", 3, "completed"))
+    assert DELIVER == tracker.receive(b"3-0", event("r", 2))
+    assert DUPLICATE == tracker.receive(b"4-0", event("r", 2))
+    assert DELIVER_LAST == tracker.receive(b"5-0", event("r", 1))
+    tracker.finish("r")
+    assert ([b"1-0", b"2-0", b"3-0", b"4-0", b"5-0"], ["r"]) == tracker.take_acks()
+
+
+def test_tracker_run_finished_elsewhere_is_all_duplicates() -> None:
+    """Entries of a run another worker finished are dropped and acked at once."""
+    tracker = RunTracker()
+    tracker.finished_elsewhere("r")
+    assert tracker.knows("r")
+    for sequence in (0, 5, 10**6):
+        assert DUPLICATE == tracker.receive(
+            f"{sequence}-0".encode(), event("r", sequence)
+        )
+    assert ([b"0-0", b"5-0", b"1000000-0"], []) == tracker.take_acks()
+    assert 0 == tracker.open_runs

@@ -402,6 +402,66 @@ async def test_duplicates_dropped(
         assert [a[0], a[1], b[0], a[2], b[1], a[3], b[2]] == worker.events
 
 
+async def test_late_duplicate_of_a_run_another_worker_finished(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A duplicate reaching a worker that did not finish its run is dropped.
+
+    The finishing worker records the run in the shard's finished set; the
+    next owner looks unknown runs up there instead of starting a run that
+    would never end.
+    """
+    a = run_events("a", 2)
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, a)
+        first = Worker(source(redis_server.url, "first"))
+        await eventually(lambda: first.runs() == {"a": [0, 1, 2, 3]})
+        await first.stop()
+        assert await client.zscore(codec.finished_key("s", "g"), "a") is not None
+        # A producer's retry whose first try went through after all.
+        for event in a[2:]:
+            last = await client.xadd("s", {codec.FIELD: codec.encode(event)})
+        second = Worker(source(redis_server.url, "second"))
+
+        async def all_read() -> bool:
+            groups: Any = await client.xinfo_groups("s")
+            return bool(groups[0]["last-delivered-id"] == last)
+
+        await eventually(all_read)
+        await eventually(lambda: nothing_pending(client))
+        await second.stop()
+        assert [] == second.events
+
+
+async def test_terminal_event_held_by_reorder_is_not_acknowledged_early(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A terminal event ahead of others ends its run once they are through.
+
+    ``reorder`` holds the early ``completed``: acknowledging at it would
+    acknowledge events no sink has yet.
+    """
+    a = run_events("a", 2)
+    async with asyncio.timeout(10):
+        for event in [a[0], a[3], a[1]]:
+            await client.xadd("s", {codec.FIELD: codec.encode(event)})
+        delivered: list[Event] = []
+        src = source(redis_server.url, "one")
+        task = asyncio.create_task(
+            eventkit.run(
+                src, eventkit.pipe.reorder(), sink=sinks.call(delivered.append)
+            )
+        )
+        await eventually(lambda: [0, 1] == [e.sequence for e in delivered])
+        await asyncio.sleep(3 * BLOCK_MS / 1000)
+        assert 3 == await pending(client)
+        await client.xadd("s", {codec.FIELD: codec.encode(a[2])})
+        await eventually(lambda: nothing_pending(client))
+        assert [0, 1, 2, 3] == [e.sequence for e in delivered]
+        src.stop()
+        await task
+
+
 async def test_poison_entries_dead_lettered(
     redis_server: RedisServer, client: redis.asyncio.Redis
 ) -> None:
