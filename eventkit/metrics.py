@@ -318,7 +318,8 @@ class SourceStats:
     A refused handshake, an error status or a spawn failure opens none.
 
     Attributes:
-        kind: The ``source`` label: ``"websocket"``, ``"ndjson"``, ``"local"``.
+        kind: The ``source`` label: ``"websocket"``, ``"ndjson"``, ``"local"``,
+            ``"redis"``.
         connections: Connections (for the local executor, processes) opened.
         open_connections: Connections open now; a connection is closed once,
             however its stream ends (a consumer's break or cancellation too).
