@@ -111,6 +111,19 @@ class Printer(sinks.Sink):
         print(event["data"])
 
 
+async def scale_out(url: str) -> None:
+    """A producer and a worker on Redis Streams, as the docs show them."""
+    producer = sinks.redis_stream(url, "jobs", shards=4, maxlen=1_000_000)
+    assert_type(producer, eventkit.sinks.RedisStreamSink)
+    await eventkit.run(sources.local("print(1)"), sink=producer)
+    worker = sources.redis_stream(url, "jobs", group="g", shards=4)
+    assert_type(worker, eventkit.sources.RedisStreamSource)
+    assert_type(worker.stop(), None)
+    await eventkit.run(worker, pipe.reorder(), sink=sinks.jsonl(io.StringIO()))
+    async with sinks.prometheus_http(0) as metrics:
+        assert_type(metrics.url, str)
+
+
 def read(event: Event) -> None:
     """Events read as records and as mappings."""
     assert_type(event.type, str)
