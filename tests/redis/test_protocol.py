@@ -64,10 +64,23 @@ def test_entry_is_a_jsonl_line(event: Event) -> None:
     ],
 )
 def test_garbage_has_a_reason(fields: dict[bytes, bytes], reason: str) -> None:
-    """What is not an encoded event raises DecodeError saying why."""
-    with pytest.raises(DecodeError) as caught:
-        codec.decode(fields)
-    assert reason.lower() in str(caught.value).lower()
+    """What is not an encoded event raises DecodeError saying why, in either form."""
+    flat = [item for pair in fields.items() for item in pair]
+    for given_as in (fields, flat):
+        with pytest.raises(DecodeError) as caught:
+            codec.decode(given_as)
+        assert reason.lower() in str(caught.value).lower()
+
+
+@given(events)
+def test_fields_as_sent_decode_alike(event: Event) -> None:
+    """Fields as the server sends them (a flat list) decode as a mapping does."""
+    value = codec.encode(event)
+    assert event == codec.decode([codec.FIELD, value])
+    assert event == codec.decode([b"other", b"x", codec.FIELD, value])
+    assert {codec.FIELD: value, b"a": b"b"} == codec.as_mapping(
+        [codec.FIELD, value, b"a", b"b"]
+    )
 
 
 @given(st.text(), st.integers(1, 1000))
