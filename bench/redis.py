@@ -414,8 +414,18 @@ def _wait_until_done(
     delivered = shared.delivered
     while sum(delivered) < total:
         # The producer exits once it is done; a process that failed is stuck.
-        if time.monotonic() > deadline or any(p.exitcode for p in processes):
-            raise RuntimeError(f"delivered {sum(delivered)} of {total}, then stuck")
+        failed = [p for p in processes if p.exitcode]
+        if failed:
+            exits = ", ".join(f"{p.name} exited with {p.exitcode}" for p in failed)
+            raise RuntimeError(
+                f"delivered {sum(delivered)} of {total}: {exits} (its traceback "
+                "is on stderr)"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"delivered {sum(delivered)} of {total}, then nothing for "
+                f"{TIMEOUT} s; alive: {[p.name for p in processes if p.is_alive()]}"
+            )
         time.sleep(POLL)
     while sum(client.xpending(key, GROUP)["pending"] for key in keys):
         if time.monotonic() > deadline:
@@ -474,6 +484,7 @@ def _run_once(
         context.Process(
             target=_child,
             args=(f"{kind} consumer", url, index, recording, total, shared),
+            name=f"{kind} consumer {index}",
             daemon=True,
         )
         for index in range(workers)
@@ -482,6 +493,7 @@ def _run_once(
         context.Process(
             target=_child,
             args=(f"{kind} producer", url, 0, recording, total, shared),
+            name=f"{kind} producer",
             daemon=True,
         )
     )

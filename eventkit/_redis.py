@@ -21,6 +21,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
     BusyLoadingError,
     ConnectionError as RedisConnectionError,
     TimeoutError as RedisTimeoutError,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from eventkit.metrics import SourceStats
 
 __all__ = [
+    "REFUSED",
     "RETRYABLE",
     "Outage",
     "Stopped",
@@ -52,6 +55,9 @@ RETRYABLE: Final = (
     BusyLoadingError,
     TimeoutError,
 )
+#: Errors that look like connection errors to redis-py but that waiting does
+#: not cure: a wrong password or missing permissions. Raised at once.
+REFUSED: Final = (AuthenticationError, AuthorizationError)
 #: Seconds allowed to open a TCP connection.
 CONNECT_TIMEOUT: Final = 5.0
 
@@ -198,7 +204,7 @@ async def retry(
     """Await ``call()`` until it succeeds, waiting a backoff delay after each failure.
 
     Only :data:`RETRYABLE` errors are retried, after :func:`backoff` delays;
-    any other goes through.
+    :data:`REFUSED` ones and any other go through.
 
     Args:
         call: Makes the operation to try, each time anew.
@@ -215,6 +221,8 @@ async def retry(
     while True:
         try:
             result = await call()
+        except REFUSED:
+            raise
         except RETRYABLE as error:
             outage.failed(error)
             delay = next(delays)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from aiostream.core import Stream
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -40,7 +43,7 @@ from eventkit.protocol.jsonl import DecodeError
 from eventkit.summary import RunSummary, SummaryTracker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Sequence
+    from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
     from eventkit.events import Event
     from eventkit.runner import Stage
@@ -301,7 +304,7 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--to-redis",
         metavar="URL",
-        help="also publish the processed stream to a Redis stream, for workers",
+        help="also publish the events, as the source gives them, to a Redis stream",
     )
     output.add_argument(
         "--redis-stream",
@@ -527,19 +530,41 @@ def _process(
     if args.jsonl:
         outputs.append(sinks.jsonl(args.jsonl))
     if args.to_redis:
-        outputs.append(
-            sinks.redis_stream(args.to_redis, args.redis_stream, shards=args.shards)
+        # The events as the source gives them: workers run their own chain.
+        publisher = sinks.redis_stream(
+            args.to_redis, args.redis_stream, shards=args.shards
         )
+        source = _published(source, publisher)
     if args.metrics_port is not None:
         outputs.append(sinks.prometheus_http(args.metrics_port))
     if args.pushgateway:
         outputs.append(sinks.pushgateway(args.pushgateway, "eventkit"))
     try:
         asyncio.run(eventkit.run(source, *stages, sink=sinks.tee(*outputs)))
-    except OSError as exc:
+    except (OSError, RedisError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise _Exit(1) from None
     return list(summary.tracker.summaries())
+
+
+async def _published(
+    source: AsyncIterable[Event], publisher: sinks.Sink
+) -> AsyncIterator[Event]:
+    """Pass ``source`` on, sending each event to ``publisher`` first."""
+    # An aiostream stream is iterated inside its own context.
+    opened = (
+        source.stream()
+        if isinstance(source, Stream)
+        else contextlib.nullcontext(aiter(source))
+    )
+    await publisher.open()
+    try:
+        async with opened as events:
+            async for event in events:
+                await publisher.send(event)
+                yield event
+    finally:
+        await publisher.close()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -639,8 +664,20 @@ def _worker(args: argparse.Namespace) -> int:
 
     async def work() -> None:
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        signals = 0
+
+        def stop() -> None:
+            # The first signal stops gracefully; a second one cancels.
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                source.stop()
+            elif task is not None:
+                task.cancel()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, source.stop)
+            loop.add_signal_handler(signum, stop)
         try:
             await eventkit.run(source, *stages, sink=sinks.tee(*outputs))
         finally:
@@ -649,7 +686,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(work())
-    except OSError as exc:
+    except asyncio.CancelledError:
+        err.print("[yellow]stopped at once:[/] unacknowledged runs go to others")
+        return 130
+    except (OSError, RedisError, eventkit.SinkError) as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
     # Told in the worker's log, like its runs: JSON with --json or --log json.

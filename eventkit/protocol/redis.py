@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from eventkit.events import TERMINAL_TYPES
+from eventkit.events import TERMINAL_TYPES as TERMINAL
 
 # The JSON Lines codec itself: an entry's value is byte for byte a line of an
 # eventkit recording, without its newline.
@@ -207,32 +207,37 @@ def dead_letter_key(stream: str) -> str:
 class _Run:
     """What a :class:`RunTracker` knows of one run in progress."""
 
-    __slots__ = ("floor", "ids", "low", "seen", "terminal")
+    __slots__ = ("floor", "ids", "missing", "seen", "terminal")
 
     def __init__(self, floor: int) -> None:
         #: Entry ids read so far, duplicates included, in order.
         self.ids: list[bytes] = []
         #: Sequences delivered.
         self.seen: set[int] = set()
-        #: The lowest of them: the run is whole once every sequence from it
-        #: to the terminal one was delivered.
-        self.low = floor + 1
+        #: Sequences up to this one count as delivered: -1 for a new run (it
+        #: starts at 0), the last one delivered for a finished run that goes
+        #: on after its terminal event.
+        self.floor = floor
         #: The sequence of the terminal event, once delivered.
         self.terminal: int | None = None
-        #: Sequences up to this one count as delivered: those of a finished
-        #: run that goes on after its terminal event.
-        self.floor = floor
+        #: Once it is: how many sequences from ``floor + 1`` to it are still
+        #: to come. The run is whole at 0.
+        self.missing = 0
 
-    def whole(self) -> bool:
-        """Tell whether the terminal event and every sequence before it came."""
-        terminal = self.terminal
-        if terminal is None:
-            return False
-        span = terminal - self.low + 1
-        seen = self.seen
-        if len(seen) < span:
-            return False
-        return len(seen) == span or sum(1 for s in seen if s <= terminal) >= span
+    def add(self, sequence: int, terminal: bool) -> bool:
+        """Count ``sequence`` delivered; tell whether the run is whole now."""
+        self.seen.add(sequence)
+        end = self.terminal
+        if end is None:
+            if not terminal:
+                return False
+            self.terminal = end = sequence
+            # Once per run: the sequences delivered so far up to the end.
+            below = sum(1 for s in self.seen if s <= end)
+            self.missing = end - self.floor - below
+        elif sequence <= end:
+            self.missing -= 1
+        return self.missing == 0
 
 
 class RunTracker:
@@ -241,9 +246,10 @@ class RunTracker:
     Feed each entry read to :meth:`receive`, in stream order; deliver the
     event unless it says :data:`DUPLICATE`. When it says
     :data:`DELIVER_LAST`, the event makes its run whole: the terminal event
-    and every sequence from the run's first to it have come (a terminal event
-    that overtook others, as ``reorder`` would hold it, does not end the run
-    until they come). Once that event has been through the pipeline, call
+    and every sequence from 0 to it have come (a terminal event that overtook
+    others, as ``reorder`` would hold it, does not end the run until they
+    come; a run whose first events never come, trimmed away before they were
+    read, never ends). Once that event has been through the pipeline, call
     :meth:`finish`: the run's entry ids join :attr:`acks`, which the caller
     acknowledges and clears with :meth:`take_acks`, and the run joins
     :attr:`finished`, which the caller records for the other workers.
@@ -307,27 +313,16 @@ class RunTracker:
         """
         state = self._runs.get(event.run)
         if state is None:
-            state = self._start(entry_id, event)
-            if state is None:
-                return DUPLICATE
-        else:
-            state.ids.append(entry_id)
-            sequence = event.sequence
-            seen = state.seen
-            if sequence in seen or sequence <= state.floor:
-                self.duplicates += 1
-                return DUPLICATE
-            seen.add(sequence)
-            if sequence < state.low:
-                state.low = sequence
-        if event.type in TERMINAL_TYPES and state.terminal is None:
-            state.terminal = event.sequence
-        elif state.terminal is None:
-            return DELIVER
-        return DELIVER_LAST if state.whole() else DELIVER
+            return self._start(entry_id, event)
+        state.ids.append(entry_id)
+        sequence = event.sequence
+        if sequence in state.seen or sequence <= state.floor:
+            self.duplicates += 1
+            return DUPLICATE
+        return DELIVER_LAST if state.add(sequence, event.type in TERMINAL) else DELIVER
 
-    def _start(self, entry_id: bytes, event: Event) -> _Run | None:
-        """Take the first entry of a run not in progress; None for a duplicate."""
+    def _start(self, entry_id: bytes, event: Event) -> int:
+        """Take the first entry of a run not in progress."""
         run = event.run
         last = self._finished.get(run)
         if last is not None:
@@ -335,7 +330,7 @@ class RunTracker:
             if event.sequence <= last:
                 self.duplicates += 1
                 self.acks.append(entry_id)
-                return None
+                return DUPLICATE
             # Events after the terminal one: the run goes on, and its
             # sequences up to the last one delivered stay duplicates.
             del self._finished[run]
@@ -343,10 +338,9 @@ class RunTracker:
         else:
             state = _Run(-1)
         state.ids.append(entry_id)
-        state.seen.add(event.sequence)
-        state.low = event.sequence
         self._runs[run] = state
-        return state
+        whole = state.add(event.sequence, event.type in TERMINAL)
+        return DELIVER_LAST if whole else DELIVER
 
     def finished_elsewhere(self, run: str) -> None:
         """Remember ``run`` as finished by another worker: drop all its entries.

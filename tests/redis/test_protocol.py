@@ -269,3 +269,46 @@ def test_tracker_run_finished_elsewhere_is_all_duplicates() -> None:
         )
     assert ([b"0-0", b"5-0", b"1000000-0"], []) == tracker.take_acks()
     assert 0 == tracker.open_runs
+
+
+def test_tracker_first_event_after_the_terminal_one() -> None:
+    """A run is whole from sequence 0, not from the lowest sequence seen."""
+    tracker = RunTracker()
+    assert DELIVER == tracker.receive(b"1-0", event("r", 1))
+    assert DELIVER == tracker.receive(b"2-0", event("r", 2, "completed"))
+    assert DELIVER_LAST == tracker.receive(b"3-0", event("r", 0))
+
+
+def test_tracker_sequences_after_the_terminal_one_fill_no_gap() -> None:
+    """A sequence beyond the terminal one does not stand in for a missing one."""
+    tracker = RunTracker()
+    assert DELIVER == tracker.receive(b"1-0", event("r", 0))
+    assert DELIVER == tracker.receive(b"2-0", event("r", 3))
+    assert DELIVER == tracker.receive(b"3-0", event("r", 2, "completed"))
+    assert DELIVER_LAST == tracker.receive(b"4-0", event("r", 1))
+
+
+@given(st.integers(0, 12), st.data())
+def test_tracker_whole_exactly_when_all_came(end: int, data: st.DataObject) -> None:
+    """DELIVER_LAST comes once: with the last of 0..end to arrive, terminal at end.
+
+    Any order, with duplicates and sequences past the terminal one mixed in.
+    """
+    sequences = list(range(end + 1)) + data.draw(
+        st.lists(st.integers(0, end + 3), max_size=10)
+    )
+    order = data.draw(st.permutations(sequences))
+    tracker = RunTracker()
+    whole_at = []
+    arrived: set[int] = set()
+    for number, sequence in enumerate(order):
+        kind = "completed" if sequence == end else "stdout"
+        verdict = tracker.receive(f"{number}-0".encode(), event("r", sequence, kind))
+        arrived.add(sequence)
+        if verdict == DELIVER_LAST:
+            whole_at.append(number)
+            tracker.finish("r")
+            break
+    assert len(whole_at) == 1
+    assert arrived >= set(range(end + 1))
+    assert order[whole_at[0]] in range(end + 1)

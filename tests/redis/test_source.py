@@ -385,6 +385,33 @@ async def test_takeover_after_claim_idle_ms(
         assert [b"heir"] == [consumer["name"] for consumer in consumers]
 
 
+async def test_entries_read_late_by_a_former_owner_are_claimed(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """Entries a stray read took after the drain are found and delivered."""
+    events = run_events("a", 1)
+    async with asyncio.timeout(10):
+        worker = Worker(source(redis_server.url, "heir"))
+
+        async def owned() -> bool:
+            return await owners(client, ["s"]) == ["heir"]
+
+        await eventually(owned)
+        await asyncio.sleep(2 * BLOCK_MS / 1000)
+        # A former owner's late read, served before the owner's own.
+        pipe = client.pipeline(transaction=True)
+        for event in events:
+            pipe.xadd("s", {codec.FIELD: codec.encode(event)})
+        pipe.xreadgroup("g", "ghost", {"s": ">"})
+        await pipe.execute()
+        assert [(b"ghost", 3)] == [
+            (c["name"], c["pending"]) for c in await client.xinfo_consumers("s", "g")
+        ]
+        await eventually(lambda: events == worker.events)
+        await eventually(lambda: nothing_pending(client))
+        await worker.stop()
+
+
 async def test_duplicates_dropped(
     redis_server: RedisServer, client: redis.asyncio.Redis
 ) -> None:
@@ -807,3 +834,17 @@ async def pending_of(client: redis.asyncio.Redis, consumer: str) -> int:
             count: int = entry["pending"]
             return count
     return 0
+
+
+async def test_wrong_password_raises_at_once(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A refused login is no outage: it is raised, not retried without end."""
+    await client.config_set("requirepass", "secret")
+    wrong = redis_server.url.replace("redis://", "redis://:wrong@")
+    async with asyncio.timeout(5):
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await eventkit.run(source(wrong, "one"), sink=sinks.collect())
+        with pytest.raises(eventkit.SinkError) as caught:
+            await produce(wrong, run_events("a", 1))
+        assert isinstance(caught.value.__cause__, redis.exceptions.AuthenticationError)

@@ -285,11 +285,12 @@ def test_poison_entry_goes_to_dead_letters(
         client.close()
 
 
-def test_run_publishes_to_redis(redis_server: RedisServer, tmp_path: Path) -> None:
-    """`eventkit run --to-redis` publishes the run's events, in order."""
+def test_run_publishes_to_redis(redis_server: RedisServer) -> None:
+    """`eventkit run --to-redis` publishes the source's events, before the chain."""
     result = subprocess.run(
         [
             sys.executable, "-m", "eventkit", "run", "-c", "print('hello')",
+            "--progress",
             "--to-redis", redis_server.url, "--redis-stream", "single", "--json",
         ],
         capture_output=True,
@@ -304,7 +305,30 @@ def test_run_publishes_to_redis(redis_server: RedisServer, tmp_path: Path) -> No
         client.close()
     published = [jsonl.decode(fields[b"event"]) for _, fields in entries]
     shown = [jsonl.decode(line) for line in result.stdout.splitlines(keepends=True)]
-    assert published == shown
-    assert published[0].type == "started"
-    assert published[-1].type == "completed"
-    assert "hello\n" in [event.data for event in published]
+    # The chain's own progress events are shown, not published.
+    assert "progress" in [event.type for event in shown]
+    assert published == [event for event in shown if event.type != "progress"]
+    assert "started" == published[0].type
+    assert "completed" == published[-1].type
+    assert list(range(len(published))) == [event.sequence for event in published]
+
+
+def test_worker_refused_login_exits_with_the_error(
+    redis_server: RedisServer,
+) -> None:
+    """A wrong password is reported and ends the worker, not retried forever."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.config_set("requirepass", "secret")
+    finally:
+        client.close()
+    wrong = redis_server.url.replace("redis://", "redis://:wrong@")
+    result = subprocess.run(
+        [sys.executable, "-m", "eventkit", "worker", "--redis", wrong, "--group", "g"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "error:" in result.stderr
+    assert "password" in result.stderr.lower()
