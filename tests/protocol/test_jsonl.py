@@ -10,30 +10,10 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 import eventkit
-from eventkit.events import Event, EventType
+from eventkit.events import Event
 from eventkit.protocol import jsonl
 from eventkit.protocol.jsonl import DecodeError
-
-# Any Unicode text UTF-8 can carry: newlines, controls, astral characters; no
-# lone surrogates.
-texts = st.text(st.characters(codec="utf-8"))
-finite_floats = st.floats(allow_nan=False, allow_infinity=False)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | finite_floats | texts,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4)
-    ),
-    max_leaves=16,
-)
-events = st.builds(
-    Event,
-    type=st.sampled_from([str(t) for t in EventType]) | texts,
-    data=texts,
-    timestamp=finite_floats,
-    sequence=st.integers(),
-    run=texts,
-    attrs=st.dictionaries(texts, json_values, max_size=6),
-)
+from tests.strategies import events
 
 
 @given(events)

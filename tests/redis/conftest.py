@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis
+import redis.asyncio
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 #: Seconds a start may take until the server answers PING.
 START_TIMEOUT = 10.0
@@ -117,3 +118,13 @@ def redis_server() -> Iterator[RedisServer]:
         finally:
             if server.process is not None:
                 server.kill()
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain client of the server, to set things up and look at them."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

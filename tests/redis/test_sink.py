@@ -7,53 +7,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
 import eventkit
 from eventkit import sinks, sources
-from eventkit.events import Event
 from eventkit.protocol import redis as codec
 from eventkit.sinks.redis import RedisStreamSink
+from tests.redis.streams import eventually, run_events
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    import redis.asyncio
+
+    from eventkit.events import Event
 
     from .conftest import RedisServer
-
-
-def run_events(run: str, lines: int, *, complete: bool = True) -> list[Event]:
-    """Return ``started``, ``lines`` stdout events and (maybe) ``completed``."""
-    events = [Event(type="started", run=run, sequence=0, timestamp=1.0)]
-    events += [
-        Event(type="stdout", run=run, sequence=1 + n, data=f"{n}\n", timestamp=1.0)
-        for n in range(lines)
-    ]
-    if complete:
-        events.append(
-            Event(type="completed", run=run, sequence=lines + 1, timestamp=2.0)
-        )
-    return events
-
-
-async def eventually(check: Callable[[], Awaitable[Any]]) -> None:
-    """Poll ``check()`` every 10 ms until it returns something true (5 s at most)."""
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out")
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client of the server, to look at what the sink wrote."""
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def read_all(client: redis.asyncio.Redis, key: str) -> list[Event]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import signal
 import sys
@@ -17,13 +16,14 @@ from structlog.testing import capture_logs
 
 import eventkit
 from eventkit import sinks, sources
-from eventkit.events import Event
 from eventkit.metrics import source_stats
 from eventkit.protocol import redis as codec
+from tests.redis.streams import eventually, run_events
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
+    from eventkit.events import Event
     from eventkit.sources.redis import RedisStreamSource
 
     from .conftest import RedisServer
@@ -31,20 +31,6 @@ if TYPE_CHECKING:
 #: Short times, so that takeovers happen within the test's patience.
 BLOCK_MS = 100
 CLAIM_IDLE_MS = 600
-
-
-def run_events(run: str, lines: int, *, complete: bool = True) -> list[Event]:
-    """Return ``started``, ``lines`` stdout events and (maybe) ``completed``."""
-    events = [Event(type="started", run=run, sequence=0, timestamp=1.0)]
-    events += [
-        Event(type="stdout", run=run, sequence=1 + n, data=f"{n}\n", timestamp=1.0)
-        for n in range(lines)
-    ]
-    if complete:
-        events.append(
-            Event(type="completed", run=run, sequence=lines + 1, timestamp=2.0)
-        )
-    return events
 
 
 def interleaved(runs: dict[str, list[Event]]) -> list[Event]:
@@ -75,19 +61,6 @@ async def produce(url: str, events: list[Event], shards: int = 1) -> None:
     )
 
 
-async def eventually(check: Callable[[], Awaitable[Any] | Any]) -> None:
-    """Poll ``check()`` (awaited if need be) every 10 ms until it returns
-    something true, for 5 s at most."""
-    for _ in range(500):
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out")
-
-
 class Worker:
     """A source run into a collecting sink, in a task, until stopped."""
 
@@ -111,16 +84,6 @@ class Worker:
         await self.task
 
 
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client of the server, to set things up and look at them."""
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def pending(client: redis.asyncio.Redis, key: str = "s") -> int:
     """Entries of ``key`` delivered to group ``g`` and not acknowledged."""
     info: Any = await client.xpending(key, "g")
@@ -137,6 +100,21 @@ async def owners(client: redis.asyncio.Redis, keys: list[str]) -> list[str | Non
     """The consumer owning each key, or None."""
     values: Any = await client.mget([codec.lease_key(key, "g") for key in keys])
     return [None if value is None else value.decode() for value in values]
+
+
+async def read_again_whole(
+    url: str, client: redis.asyncio.Redis, events: list[Event]
+) -> None:
+    """Check that a worker left ``events`` pending, leases released, and that
+    the next worker reads them all again, from the first, and acknowledges."""
+    assert len(events) == await pending(client)
+    # Released on the way out: the next worker starts at once.
+    assert [None] == await owners(client, ["s"])
+    worker = Worker(source(url, "two"))
+    await eventually(lambda: len(worker.events) == len(events))
+    await worker.stop()
+    assert events == worker.events
+    assert 0 == await pending(client)
 
 
 async def test_group_created_when_missing(
@@ -192,14 +170,7 @@ async def test_sink_failing_on_the_terminal_event_acknowledges_nothing(
             await eventkit.run(
                 source(redis_server.url, "one"), sink=sinks.call(fail_at_the_end)
             )
-        assert len(events) == await pending(client)
-        # Released on the way out: the next worker starts at once.
-        assert [None] == await owners(client, ["s"])
-        worker = Worker(source(redis_server.url, "two"))
-        await eventually(lambda: len(worker.events) == len(events))
-        await worker.stop()
-        assert events == worker.events
-        assert 0 == await pending(client)
+        await read_again_whole(redis_server.url, client, events)
 
 
 async def test_break_mid_run_leaves_the_run_pending(
@@ -214,13 +185,7 @@ async def test_break_mid_run_leaves_the_run_pending(
             async for event in stream:
                 if event.sequence == 2:
                     break
-        assert len(events) == await pending(client)
-        assert [None] == await owners(client, ["s"])
-        worker = Worker(source(redis_server.url, "two"))
-        await eventually(lambda: len(worker.events) == len(events))
-        await worker.stop()
-        assert events == worker.events
-        assert 0 == await pending(client)
+        await read_again_whole(redis_server.url, client, events)
 
 
 async def test_cancel_mid_run_leaves_the_run_pending(
@@ -244,12 +209,7 @@ async def test_cancel_mid_run_leaves_the_run_pending(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert len(events) == await pending(client)
-        assert [None] == await owners(client, ["s"])
-        worker = Worker(source(redis_server.url, "two"))
-        await eventually(lambda: len(worker.events) == len(events))
-        await worker.stop()
-        assert events == worker.events
+        await read_again_whole(redis_server.url, client, events)
 
 
 async def test_stop_finishes_the_batch_and_hands_over(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import redis
 
 from eventkit.protocol import jsonl
+from tests.redis.producer import expected
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -36,8 +36,6 @@ PRODUCERS = 4
 RUNS_EACH = 50
 LINES = 8
 PRODUCER = Path(__file__).with_name("producer.py")
-#: producer.expected(prefix, runs, lines): the events a producer publishes.
-expected = runpy.run_path(str(PRODUCER))["expected"]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
