@@ -55,7 +55,7 @@ from websockets.asyncio.server import serve
 import eventkit
 from eventkit import sinks
 from eventkit.protocol.hopx import execute_message
-from eventkit.sources.websocket import websocket
+from eventkit.sources.hopx import websocket
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator

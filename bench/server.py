@@ -33,8 +33,8 @@ from typing import Any, Final
 
 import aiohttp
 
+from eventkit.sources.hopx import websocket
 from eventkit.sources.local import local
-from eventkit.sources.websocket import websocket
 
 #: Concurrent clients measured.
 CLIENTS: Final = (1, 8, 32)

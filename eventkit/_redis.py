@@ -28,10 +28,12 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from eventkit.exceptions import EventkitError
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-    from eventkit.metrics import SourceStats
+    from eventkit.stats import SourceStats
 
 __all__ = [
     "REFUSED",
@@ -190,7 +192,7 @@ class Outage:
                 self._stats.open_connections -= 1
 
 
-class Stopped(Exception):
+class Stopped(EventkitError):
     """:func:`retry` gave up waiting because its ``stop`` event was set."""
 
 

@@ -37,6 +37,7 @@ from rich.table import Table
 
 import eventkit
 from eventkit import pipe, sinks, sources
+from eventkit.exceptions import EventkitError
 from eventkit.logging import configure as configure_logging
 from eventkit.metrics import collector_for
 from eventkit.protocol.jsonl import DecodeError
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
     from eventkit.events import Event
-    from eventkit.runner import Stage
+    from eventkit.streams import Stage
 
 __all__ = ["main"]
 
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-class _Exit(Exception):
+class _Exit(EventkitError):
     """Stop the command with this exit status; the message was printed."""
 
     def __init__(self, status: int) -> None:

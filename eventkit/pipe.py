@@ -1,6 +1,6 @@
 """The operators as pipes, aiostream's way: ``source | eventkit.pipe.NAME(...)``.
 
-Each function returns a :class:`~eventkit.runner.Stage`: give it to
+Each function returns a :class:`~eventkit.streams.Stage`: give it to
 :func:`eventkit.run`, or pipe a stream into it. Adjacent eventkit stages fuse
 into one async stage either way. Invalid arguments raise :exc:`ValueError`
 here, when the pipe is made, not mid-stream.
@@ -20,16 +20,13 @@ import functools
 import re
 from typing import TYPE_CHECKING, Literal
 
-import structlog
-
-from eventkit.metrics import collector_for
 from eventkit.operators.buffer import BufferBytes
 from eventkit.operators.log import LogEvents, LogSummaries
 from eventkit.operators.metrics import ExportMetrics, ExportRunMetrics
 from eventkit.operators.progress import TrackProgress
 from eventkit.operators.reorder import Reorder
 from eventkit.operators.select import Select
-from eventkit.runner import Stage
+from eventkit.streams import Stage
 from eventkit.summary import SummaryTracker
 
 if TYPE_CHECKING:
@@ -195,6 +192,9 @@ def export_metrics(
     """
     if not _METRIC_NAME.fullmatch(namespace):
         raise ValueError(f"namespace must be a valid metric name, not {namespace!r}")
+    # Imported here: prometheus_client loads only for pipelines that export.
+    from eventkit.metrics import collector_for
+
     collector = collector_for(registry, namespace, self_metrics=self_metrics)
     observe = collector.track_chain if self_metrics else None
     factory: Callable[[], Operator]
@@ -257,7 +257,12 @@ def log_events(
     Raises:
         ValueError: For an unknown level name or mode, or ``every`` below 1.
     """
-    chosen: Logger = structlog.get_logger("eventkit") if logger is None else logger
+    if logger is None:
+        # Imported here: structlog loads only for pipelines that log.
+        import structlog
+
+        logger = structlog.get_logger("eventkit")
+    chosen: Logger = logger
     kinds = None if types is None else tuple(types)
     if mode == "events":
         return Stage(

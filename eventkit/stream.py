@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from eventkit.events import Event
     from eventkit.operators.log import Logger
-    from eventkit.runner import EventStream
+    from eventkit.streams import EventStream
 
 __all__ = [
     "buffer_bytes",

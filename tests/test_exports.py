@@ -34,8 +34,13 @@ FORBIDDEN: Final = frozenset(
 )
 #: The eventkit modules each sans-I/O layer may import: its own layer or below.
 ALLOWED: Final = {
-    "protocol": ("eventkit.events", "eventkit.protocol"),
-    "operators": ("eventkit.events", "eventkit.protocol", "eventkit.operators"),
+    "protocol": ("eventkit.events", "eventkit.exceptions", "eventkit.protocol"),
+    "operators": (
+        "eventkit.events",
+        "eventkit.exceptions",
+        "eventkit.protocol",
+        "eventkit.operators",
+    ),
 }
 #: Namespaces with an explicit ``__all__`` that re-export from elsewhere.
 NAMESPACES: Final = ("eventkit", "eventkit.sinks", "eventkit.sources")

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import eventkit
 from eventkit import pipe, sinks, sources
+from eventkit.chain import Chain, ChainStats
 from eventkit.events import Event
 from eventkit.metrics import (
     METRICS,
@@ -36,7 +37,6 @@ from eventkit.operators.metrics import ExportMetrics, ExportRunMetrics
 from eventkit.operators.progress import TrackProgress
 from eventkit.operators.reorder import Reorder
 from eventkit.operators.select import Select
-from eventkit.runner import Chain, ChainStats
 from eventkit.summary import SummaryTracker
 
 if TYPE_CHECKING:

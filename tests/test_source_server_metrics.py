@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from eventkit.events import Event
-    from eventkit.runner import EventStream
+    from eventkit.streams import EventStream
     from tests.sources.test_http import Service
     from tests.sources.test_websocket import Serve
 

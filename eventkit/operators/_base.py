@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import (
+    TYPE_CHECKING,
+    ClassVar,
+    Final,
+    NamedTuple,
+    Protocol,
+    runtime_checkable,
+)
 
 if TYPE_CHECKING:
     from eventkit.events import Event
 
-__all__ = ["Clock", "Operator", "Stateless"]
+__all__ = ["NO_INTERNALS", "Clock", "Internals", "Operator", "Stateless"]
 
 #: A monotonic clock in seconds, such as :func:`time.monotonic`.
 Clock = Callable[[], float]
@@ -31,6 +38,10 @@ class Operator(Protocol):
     An operator whose :meth:`deadline` is always None may say so with a
     ``timed`` attribute set to False; the driver then never asks it, which
     saves a call per event.
+
+    For the self-metrics, an operator may also have a ``name`` (its name in
+    :mod:`eventkit.pipe`, the ``stage`` label; else its class name in lower
+    case) and an ``internals()`` method returning its :class:`Internals`.
     """
 
     def feed(self, event: Event) -> Iterable[Event]:
@@ -51,6 +62,29 @@ class Operator(Protocol):
     def tick(self, now: float) -> Iterable[Event]:
         """Time has reached ``now``; return what is due."""
         ...
+
+
+#: A metric sample's key: the metric's name in :data:`eventkit.metrics.METRICS`
+#: and the values of its labels after ``stage``.
+SampleKey = tuple[str, tuple[str, ...]]
+
+
+class Internals(NamedTuple):
+    """What an operator counts of its own work, for the self-metrics.
+
+    Attributes:
+        dropped: Events dropped, by reason (``stage_dropped_events_total``).
+        counters: Counter values by :data:`SampleKey`.
+        gauges: Gauge values by :data:`SampleKey`.
+    """
+
+    dropped: Mapping[str, int]
+    counters: Mapping[SampleKey, float]
+    gauges: Mapping[SampleKey, float]
+
+
+#: The internals of an operator that counts nothing of its own.
+NO_INTERNALS: Final = Internals({}, {}, {})
 
 
 class Stateless:

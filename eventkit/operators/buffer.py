@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 from msgspec.structs import replace
 
 from eventkit.events import Event, data_size
+from eventkit.operators._base import Internals
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -146,6 +147,22 @@ class BufferBytes:
         self.chunks = 0
         #: Events of a buffered type with empty data and no buffer to join.
         self.empty_dropped = 0
+
+    #: The stage's name, as in :mod:`eventkit.pipe`.
+    name = "buffer_bytes"
+
+    def internals(self) -> Internals:
+        """Return chunks by reason, splits and bytes held (self-metrics)."""
+        counters: dict[tuple[str, tuple[str, ...]], float] = {
+            ("buffer_chunks_total", (reason,)): count
+            for reason, count in dict(self.flushed).items()
+        }
+        counters["buffer_splits_total", ()] = self.splits
+        return Internals(
+            {"empty": self.empty_dropped},
+            counters,
+            {("buffer_pending_bytes", ()): self.pending_bytes},
+        )
 
     @property
     def pending_bytes(self) -> int:

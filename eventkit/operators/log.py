@@ -159,6 +159,9 @@ class LogEvents(Stateless):
             name: fixed or getattr(logger, name) for name in _LEVELS
         }
 
+    #: The stage's name, as in :mod:`eventkit.pipe`.
+    name = "log_events"
+
     def emitted(self, received: int) -> int:
         """Every event passes: return ``received`` (see ``ChainStats``)."""
         return received

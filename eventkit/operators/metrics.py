@@ -116,7 +116,7 @@ class ExportMetrics(Stateless):
             taken from ``result`` only).
         observe_chain: Called with the chain's statistics when the runner
             builds a chain holding this operator (the runner's self-metrics
-            hook, see :class:`eventkit.runner.ChainStats`); None to leave the
+            hook, see :class:`eventkit.chain.ChainStats`); None to leave the
             chain uncounted.
     """
 
@@ -136,6 +136,9 @@ class ExportMetrics(Stateless):
         self._max_runs = max_runs
         # run -> (started timestamp, execution_time from its result, if any)
         self._started: OrderedDict[str, list[float | None]] = OrderedDict()
+
+    #: The stage's name, as in :mod:`eventkit.pipe`.
+    name = "export_metrics"
 
     def emitted(self, received: int) -> int:
         """Every event passes: return ``received`` (see ``ChainStats``)."""

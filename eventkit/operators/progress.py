@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any, Final
 
 from eventkit.events import OUTPUT_TYPES, TERMINAL_TYPES, Event, EventType
-from eventkit.operators._base import Stateless
+from eventkit.operators._base import Internals, Stateless
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -146,6 +146,13 @@ class TrackProgress(Stateless):
             )
         self._interval = interval
         self._runs: dict[str, _RunState] = {}
+
+    #: The stage's name, as in :mod:`eventkit.pipe`.
+    name = "track_progress"
+
+    def internals(self) -> Internals:
+        """Return the runs followed now (self-metrics)."""
+        return Internals({}, {}, {("progress_active_runs", ()): self.active_runs})
 
     @property
     def active_runs(self) -> int:

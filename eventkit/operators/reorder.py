@@ -8,6 +8,7 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Final
 
 from eventkit.events import TERMINAL_TYPES, Event, EventType
+from eventkit.operators._base import Internals
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -155,10 +156,24 @@ class Reorder:
         #: Events dropped because their sequence was in a hole given up.
         self.late = 0
 
+    #: The stage's name, as in :mod:`eventkit.pipe`.
+    name = "reorder"
+
     @property
     def held(self) -> int:
         """Number of events held now, over all runs."""
         return self._held_count
+
+    def internals(self) -> Internals:
+        """Return duplicates, late events, gaps and held events (self-metrics)."""
+        return Internals(
+            {"duplicate": self.duplicates, "late": self.late},
+            {
+                ("reorder_gaps_total", ()): self.gaps,
+                ("reorder_missing_events_total", ()): self.missing,
+            },
+            {("reorder_held_events", ()): self._held_count},
+        )
 
     def emitted(self, received: int) -> int:
         """Return how many events came out, given how many went in.
@@ -166,7 +181,7 @@ class Reorder:
         Every event received is emitted, held, or dropped as a duplicate or
         late; each hole given up adds a gap event when ``emit_gaps`` is set.
         Lets a counting chain skip counting behind this operator (see
-        :class:`eventkit.runner.ChainStats`).
+        :class:`eventkit.chain.ChainStats`).
         """
         gaps = self.gaps if self._emit_gaps else 0
         return received - self._held_count - self.duplicates - self.late + gaps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventkit.operators._base import Stateless
+from eventkit.operators._base import Internals, Stateless
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -41,6 +41,15 @@ class Select(Stateless):
         #: Number of events dropped, by type.
         self.dropped: dict[str, int] = {}
 
+    @property
+    def name(self) -> str:
+        """``"only"`` or ``"exclude"``, as in :mod:`eventkit.pipe`."""
+        return "only" if self.keep else "exclude"
+
+    def internals(self) -> Internals:
+        """Return the events dropped, as ``filtered``, for the self-metrics."""
+        return Internals({"filtered": sum(list(self.dropped.values()))}, {}, {})
+
     def feed(self, event: Event) -> tuple[Event, ...]:
         """Return ``(event,)`` if it is selected, else ``()`` and count it."""
         if (event.type in self.types) is self.keep:
@@ -52,7 +61,7 @@ class Select(Stateless):
         """Return how many of ``received`` events were passed: those not dropped.
 
         Lets a counting chain skip counting behind this operator (see
-        :class:`eventkit.runner.ChainStats`).
+        :class:`eventkit.chain.ChainStats`).
         """
         return received - sum(list(self.dropped.values()))
 

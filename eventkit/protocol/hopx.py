@@ -5,7 +5,7 @@ HOPX runs code over one WebSocket per execution: the client sends one
 object per message (``stdout``, ``stderr``, ``result``, ``error``,
 ``complete``) and nothing marks the end but ``complete``.
 :class:`HopxDecoder` turns those messages into the events of one run; the
-I/O lives in :mod:`eventkit.sources.websocket`.
+I/O lives in :mod:`eventkit.sources.hopx`.
 
 How the wire maps onto :class:`~eventkit.Event`:
 

@@ -13,6 +13,7 @@ from typing import Any, Final
 import msgspec
 
 from eventkit.events import Event
+from eventkit.exceptions import DecodeError
 
 __all__ = ["DecodeError", "decode", "encode"]
 
@@ -26,21 +27,6 @@ def _encode_other(value: Any) -> Any:
 
 _encoder: Final = msgspec.json.Encoder(enc_hook=_encode_other)
 _decoder: Final = msgspec.json.Decoder(Event)
-
-
-class DecodeError(ValueError):
-    """A line is not a valid eventkit JSON Lines event.
-
-    Attributes:
-        line: 1-based line number, when known (0 otherwise).
-        text: The offending line, decoded leniently and cut to 200 characters.
-    """
-
-    def __init__(self, reason: str, *, line: int = 0, text: str = "") -> None:
-        where = f"line {line}: " if line else ""
-        super().__init__(f"{where}{reason}")
-        self.line = line
-        self.text = text[:200]
 
 
 def encode(event: Event) -> bytes:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import msgspec
 
 from eventkit.events import NO_ATTRS, Event
+from eventkit.exceptions import LineTooLongError
 from eventkit.protocol import jsonl
 from eventkit.protocol.run import RunEvents
 
@@ -82,20 +83,6 @@ _ENDED_EARLY: Final = "body ended before completed"
 #: Bytes of an invalid line kept as its error event's ``data`` (as for HOPX's
 #: invalid frames).
 _MAX_INVALID_TEXT: Final = 64 * 1024
-
-
-class LineTooLongError(ValueError):
-    """A line is longer than the splitter's ``max_line``.
-
-    Attributes:
-        limit: The ``max_line`` in force.
-        size: How many bytes of the line had arrived (at least ``limit + 1``).
-    """
-
-    def __init__(self, limit: int, size: int) -> None:
-        super().__init__(f"line longer than {limit} bytes ({size} bytes so far)")
-        self.limit = limit
-        self.size = size
 
 
 class LineSplitter:

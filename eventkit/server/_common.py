@@ -8,7 +8,7 @@ listens on loopback, which stops a web page from reaching it through DNS
 rebinding. An exception escaping a handler becomes a JSON 500 and is logged
 by aiohttp; the server goes on.
 
-Every refusal is counted in :func:`~eventkit.metrics.server_stats` where its
+Every refusal is counted in :func:`~eventkit.stats.server_stats` where its
 answer is made (:func:`json_error` here, the ``error`` frame of the HOPX
 WebSocket), by :func:`count_refusal`.
 """
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from aiohttp import web
 
-from eventkit.metrics import server_stats
 from eventkit.server.limits import RequestError
+from eventkit.stats import server_stats
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

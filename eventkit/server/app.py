@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Final, Self
 
 from aiohttp import WSCloseCode, web
 
-from eventkit.metrics import server_stats
 from eventkit.server import aicomputer, hopx
 from eventkit.server._common import (
     State,
@@ -42,6 +41,7 @@ from eventkit.server._common import (
 from eventkit.server.auth import Auth
 from eventkit.server.limits import Admission, Limits
 from eventkit.server.sandboxes import Registry
+from eventkit.stats import server_stats
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,7 +78,7 @@ class LocalSandboxServer:
                 ...
 
     While it is started, its executions, refusals and the runs executing and
-    queued show in :func:`eventkit.metrics.server_stats`, which every
+    queued show in :func:`eventkit.stats.server_stats`, which every
     collector with self-metrics exposes (``eventkit_server_*``).
 
     Args:

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from eventkit.exceptions import EventkitError
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
     from types import TracebackType
@@ -56,11 +58,11 @@ _MAX_ENV_NAME: Final = 256
 _MAX_SHOWN: Final = 80
 
 
-class RequestError(ValueError):
+class RequestError(EventkitError, ValueError):
     """A request is invalid; the message says why, for the client."""
 
 
-class TooManyRequestsError(Exception):
+class TooManyRequestsError(EventkitError):
     """Every slot runs and the queue is full: the request is refused."""
 
 

@@ -35,10 +35,11 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from eventkit.metrics import server_stats
+from eventkit.exceptions import EventkitError
 from eventkit.server.auth import new_token
 from eventkit.server.limits import RequestError
 from eventkit.sources.local import local
+from eventkit.stats import server_stats
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
@@ -58,11 +59,11 @@ HOPX: Final = "hopx"
 AICOMPUTER: Final = "aicomputer"
 
 
-class SandboxLimitError(Exception):
+class SandboxLimitError(EventkitError):
     """The server holds ``max_sandboxes`` already."""
 
 
-class SandboxGoneError(Exception):
+class SandboxGoneError(EventkitError):
     """The sandbox was deleted (or the server closed) while the run went on."""
 
 

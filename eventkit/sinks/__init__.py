@@ -1,21 +1,28 @@
 """Where events go: sinks for :func:`eventkit.run`.
 
 Each sink states what happens when it fails; the default is to stop the run
-with :exc:`eventkit.SinkError` (see :class:`Sink`).
+with :exc:`eventkit.SinkError` (see :class:`Sink`). The sinks that need an
+I/O library (prometheus_client, redis) load it, with their module, when
+first used.
 """
 
+import typing
+
+from eventkit._lazy import lazy as _lazy
 from eventkit.sinks._base import Sink
+from eventkit.sinks.collect import Call, Collect, call, collect
 from eventkit.sinks.console import ConsoleSink, console
-from eventkit.sinks.files import JsonlSink, jsonl
-from eventkit.sinks.memory import Call, Collect, call, collect
-from eventkit.sinks.prometheus import (
-    PrometheusHTTP,
-    Pushgateway,
-    prometheus_http,
-    pushgateway,
-)
-from eventkit.sinks.redis import RedisStreamSink, redis_stream
+from eventkit.sinks.jsonl import JsonlSink, jsonl
 from eventkit.sinks.tee import Tee, tee
+
+if typing.TYPE_CHECKING:
+    from eventkit.sinks.prometheus import (
+        PrometheusHTTP,
+        Pushgateway,
+        prometheus_http,
+        pushgateway,
+    )
+    from eventkit.sinks.redis import RedisStreamSink, redis_stream
 
 __all__ = [
     "Call",
@@ -36,3 +43,16 @@ __all__ = [
     "redis_stream",
     "tee",
 ]
+
+__getattr__, __dir__ = _lazy(
+    __name__,
+    globals(),
+    {
+        "PrometheusHTTP": "eventkit.sinks.prometheus:PrometheusHTTP",
+        "Pushgateway": "eventkit.sinks.prometheus:Pushgateway",
+        "prometheus_http": "eventkit.sinks.prometheus:prometheus_http",
+        "pushgateway": "eventkit.sinks.prometheus:pushgateway",
+        "RedisStreamSink": "eventkit.sinks.redis:RedisStreamSink",
+        "redis_stream": "eventkit.sinks.redis:redis_stream",
+    },
+)

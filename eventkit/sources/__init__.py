@@ -7,14 +7,23 @@
 - :func:`jsonl`: a recorded eventkit JSON Lines file;
 - :func:`redis_stream`: a Redis stream, read as a worker of a consumer group;
 - :func:`iterate`: events already in hand.
+
+The sources that need an I/O library (websockets, aiohttp, redis) load it,
+with their module, when first used.
 """
 
-from eventkit.sources.files import jsonl
-from eventkit.sources.http import HTTPError, SandboxError, aicomputer, ndjson
+import typing
+
+from eventkit._lazy import lazy as _lazy
+from eventkit.exceptions import HTTPError, SandboxError
+from eventkit.sources.iterate import iterate
+from eventkit.sources.jsonl import jsonl
 from eventkit.sources.local import local
-from eventkit.sources.memory import iterate
-from eventkit.sources.redis import RedisStreamSource, redis_stream
-from eventkit.sources.websocket import websocket
+
+if typing.TYPE_CHECKING:
+    from eventkit.sources.hopx import websocket
+    from eventkit.sources.http import aicomputer, ndjson
+    from eventkit.sources.redis import RedisStreamSource, redis_stream
 
 __all__ = [
     "HTTPError",
@@ -28,3 +37,15 @@ __all__ = [
     "redis_stream",
     "websocket",
 ]
+
+__getattr__, __dir__ = _lazy(
+    __name__,
+    globals(),
+    {
+        "websocket": "eventkit.sources.hopx:websocket",
+        "aicomputer": "eventkit.sources.http:aicomputer",
+        "ndjson": "eventkit.sources.http:ndjson",
+        "RedisStreamSource": "eventkit.sources.redis:RedisStreamSource",
+        "redis_stream": "eventkit.sources.redis:redis_stream",
+    },
+)

@@ -46,8 +46,12 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from eventkit.exceptions import OnClose, StreamClosedError
-from eventkit.metrics import source_stats
+from eventkit.exceptions import (
+    HTTPError,
+    OnClose,
+    SandboxError,
+    StreamClosedError,
+)
 from eventkit.protocol.ndjson import (
     DIALECTS,
     MAX_LINE,
@@ -56,7 +60,8 @@ from eventkit.protocol.ndjson import (
     LineTooLongError,
     decoder_for,
 )
-from eventkit.runner import EventStream
+from eventkit.stats import source_stats
+from eventkit.streams import EventStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -85,42 +90,6 @@ _ANSWER_LIMIT: Final = 1 << 20
 #: What a failure reading the body may raise: aiohttp's errors (payload not
 #: complete, connection reset, read timeout) and a total timeout.
 _READ_ERRORS: Final = (aiohttp.ClientError, TimeoutError)
-
-
-class HTTPError(Exception):
-    """The server answered with a status outside 2xx.
-
-    Attributes:
-        method: The request method.
-        url: The request URL.
-        status: The HTTP status code.
-        body: The start of the response body (its first KiB), decoded as
-            UTF-8 with undecodable bytes replaced.
-    """
-
-    def __init__(self, method: str, url: str, status: int, body: str) -> None:
-        detail = f": {body[:200]}" if body else ""
-        super().__init__(f"{method} {url} answered HTTP {status}{detail}")
-        self.method = method
-        self.url = url
-        self.status = status
-        self.body = body
-
-
-class SandboxError(Exception):
-    """The sandbox service failed: a nonsense answer, or no ready sandbox.
-
-    Attributes:
-        sandbox_id: The sandbox concerned, or None before one was created.
-        status: The last status the sandbox reported, if any.
-    """
-
-    def __init__(
-        self, message: str, *, sandbox_id: str | None = None, status: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.sandbox_id = sandbox_id
-        self.status = status
 
 
 def _check_on_close(on_close: str) -> None:
@@ -174,7 +143,7 @@ async def _stream(
     ``first()`` gives the events to yield before the body (the synthetic
     ``started``). Reading stops at the end of the body or when the decoder is
     done; see the module docstring for the failures. The body counts as one
-    open connection of :func:`~eventkit.metrics.source_stats` ``("ndjson")``
+    open connection of :func:`~eventkit.stats.source_stats` ``("ndjson")``
     while this runs.
     """
     stats = source_stats("ndjson")

@@ -90,9 +90,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from eventkit.metrics import source_stats
 from eventkit.protocol.run import RunEvents
-from eventkit.runner import EventStream
+from eventkit.stats import source_stats
+from eventkit.streams import EventStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping

@@ -46,7 +46,6 @@ from eventkit._redis import (
     connect,
     retry,
 )
-from eventkit.metrics import source_stats
 from eventkit.protocol.redis import (
     DELIVER_LAST,
     FINISHED_RETENTION_MS,
@@ -61,7 +60,8 @@ from eventkit.protocol.redis import (
     shard_keys,
     token_key,
 )
-from eventkit.runner import EventStream
+from eventkit.stats import source_stats
+from eventkit.streams import EventStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from eventkit.events import Event
-    from eventkit.metrics import SourceStats
+    from eventkit.stats import SourceStats
 
 __all__ = ["RedisStreamSource", "redis_stream"]
 

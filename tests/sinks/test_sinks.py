@@ -15,7 +15,7 @@ from eventkit.protocol import jsonl as codec
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from eventkit.runner import EventStream
+    from eventkit.streams import EventStream
 
 
 def ev(type: str, data: str = "", sequence: int = 0, **attrs: object) -> Event:

@@ -23,7 +23,7 @@ from eventkit.sources.http import HTTPError, SandboxError, aicomputer, ndjson
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from eventkit.runner import EventStream
+    from eventkit.streams import EventStream
 
 #: The example body of protocols.md section 3.2.
 BODY = [

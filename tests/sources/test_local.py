@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from eventkit.events import Event
-    from eventkit.runner import EventStream
+    from eventkit.streams import EventStream
 
 #: How long a killed process may take to disappear (or turn zombie) at most.
 GONE_WITHIN: Final = 2.0

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-    from eventkit.runner import EventStream
+    from eventkit.streams import EventStream
 
-#: The jsonl source's read size (``eventkit.sources.files._BLOCK``).
+#: The jsonl source's read size (``eventkit.sources.jsonl._BLOCK``).
 BLOCK = 1 << 18
 
 

@@ -1,4 +1,4 @@
-"""Tests for :mod:`eventkit.sources.websocket`, against scripted local servers."""
+"""Tests for :mod:`eventkit.sources.hopx`, against scripted local servers."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import eventkit
 from eventkit import sinks
 from eventkit.exceptions import StreamClosedError
 from eventkit.protocol.hopx import execute_message
-from eventkit.sources.websocket import websocket
+from eventkit.sources.hopx import websocket
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from websockets.http11 import Request, Response
 
     from eventkit.events import Event
-    from eventkit.runner import EventStream
+    from eventkit.streams import EventStream
 
 TS = "2025-11-20T10:30:00.123456789Z"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
-from eventkit.runner import EventStream
+from eventkit.streams import EventStream
 
 if TYPE_CHECKING:
     from eventkit.events import Event

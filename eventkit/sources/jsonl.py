@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Final
 
 from eventkit.protocol import jsonl as codec
 from eventkit.protocol.jsonl import DecodeError
-from eventkit.runner import EventStream
+from eventkit.streams import EventStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

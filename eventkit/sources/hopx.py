@@ -51,15 +51,15 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from eventkit.exceptions import OnClose, StreamClosedError
-from eventkit.metrics import source_stats
 from eventkit.protocol.hopx import HopxDecoder, agent_url, execute_message
-from eventkit.runner import EventStream
+from eventkit.stats import source_stats
+from eventkit.streams import EventStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
     from eventkit.events import Event
-    from eventkit.metrics import SourceStats
+    from eventkit.stats import SourceStats
 
 __all__ = ["websocket"]
 
