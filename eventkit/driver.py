@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 import types
 from typing import TYPE_CHECKING, Any, Final
 
@@ -143,7 +142,7 @@ async def drive(
     source: AsyncIterable[Event],
     operators: Sequence[Operator],
     *,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[list[Event]]:
     """Run ``source`` through ``operators``; yield each non-empty batch of output.
 
@@ -154,11 +153,15 @@ async def drive(
         source: The events.
         operators: The state machines, upstream first, each fed by the one
             before it.
-        clock: The clock the operators' deadlines are on.
+        clock: The clock the operators' deadlines are on; by default the
+            event loop's (:func:`time.monotonic` on asyncio's loops, the
+            operators' default clock too).
 
     Yields:
         Lists of events, never empty.
     """
+    if clock is None:
+        clock = asyncio.get_running_loop().time
     chain = Chain(operators)
     feed = chain.feed
     try:

@@ -25,3 +25,17 @@ def ev(
         run=run,
         attrs=attrs,
     )
+
+
+def out(
+    sequence: int,
+    type: str = "stdout",
+    *,
+    run: str = "r",
+    data: str | None = None,
+    **attrs: Any,
+) -> Event:
+    """Make event ``sequence`` of ``run``; its data names it unless given."""
+    return ev(
+        type, f"{run}:{sequence}" if data is None else data, sequence, run=run, **attrs
+    )

@@ -6,30 +6,21 @@ import asyncio
 import gc
 import re
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 import eventkit
 from eventkit import pipe, sources
-from eventkit.events import Event
 from eventkit.metrics import EventMetricsCollector, collector_for
 from eventkit.operators.metrics import DURATION_BUCKETS, ExportMetrics
+from tests.factories import ev
+
+if TYPE_CHECKING:
+    from eventkit.events import Event
 
 LE = [*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf"]
-
-
-def ev(
-    type: str,
-    data: str = "",
-    *,
-    run: str = "r",
-    timestamp: float = 1000.0,
-    **attrs: Any,
-) -> Event:
-    """Make an event of ``run``."""
-    return Event(type=type, data=data, timestamp=timestamp, run=run, attrs=attrs)
 
 
 def one_run(

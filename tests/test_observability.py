@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 import eventkit
 from eventkit import pipe, sinks, sources
 from eventkit.chain import Chain, ChainStats
-from eventkit.events import Event
 from eventkit.metrics import (
     METRICS,
     ServerStats,
@@ -38,32 +37,15 @@ from eventkit.operators.progress import TrackProgress
 from eventkit.operators.reorder import Reorder
 from eventkit.operators.select import Select
 from eventkit.summary import SummaryTracker
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
 
+    from eventkit.events import Event
     from eventkit.operators._base import Operator
 
 DOCS = Path(__file__).parent.parent / "docs" / "metrics.md"
-
-
-def ev(
-    sequence: int,
-    type: str = "stdout",
-    data: str = "x",
-    *,
-    run: str = "r",
-    **attrs: Any,
-) -> Event:
-    """Make an event of ``run`` with a timestamp derived from its sequence."""
-    return Event(
-        type=type,
-        data=data,
-        timestamp=1000.0 + sequence,
-        sequence=sequence,
-        run=run,
-        attrs=attrs,
-    )
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, float]:
@@ -140,7 +122,7 @@ def test_every_family_is_exposed() -> None:
     """With everything on, each METRICS entry appears as a family, help included."""
     registry = CollectorRegistry()
     operator = pipe.export_metrics(registry, run_labels=True).create()
-    operator.feed(ev(0))
+    operator.feed(ev("stdout", "x"))
     source_stats("test-family")
     server_stats()
     text = generate_latest(registry).decode()
@@ -277,9 +259,9 @@ def streams(draw: st.DrawFn) -> list[Event]:
         for sequence in range(count):
             kind = draw(st.sampled_from(["stdout", "stderr", "result", "double"]))
             data = draw(st.text("ab€", max_size=12))
-            events.append(ev(sequence, kind, data, run=run))
+            events.append(ev(kind, data, sequence, run=run))
         if draw(st.booleans()):
-            events.append(ev(count, "completed", "", run=run, success=True))
+            events.append(ev("completed", "", count, run=run, success=True))
     events = draw(st.permutations(events))
     duplicates = draw(st.lists(st.sampled_from(events), max_size=3)) if events else []
     dropped = draw(st.sets(st.integers(0, max(len(events) - 1, 0)), max_size=3))
@@ -322,7 +304,7 @@ def test_counting_across_the_nesting_limit() -> None:
     ops[30] = Doubling()
     chain = Chain(ops)
     for index in range(5):
-        chain.feed(ev(index))
+        chain.feed(ev("stdout", "x", index))
     chain.flush()
     counts = stats[0].received()
     assert [5] * 31 + [10] * 10 == counts
@@ -340,8 +322,8 @@ def test_ticks_are_counted() -> None:
             ExportMetrics(observe_chain=stats.append),
         ]
     )
-    chain.feed(ev(0))
-    chain.feed(ev(2))  # held by reorder: 1 is missing
+    chain.feed(ev("stdout", "x"))
+    chain.feed(ev("stdout", "x", 2))  # held by reorder: 1 is missing
     assert [2, 1, 0, 0, 0] == stats[0].received()
     now[0] = 1.5
     chain.tick(now[0])  # reorder gives 1 up: gap, then 2; buffer ages out
@@ -360,9 +342,14 @@ async def test_finish_is_called_however_the_driver_ends() -> None:
             "export_metrics", lambda: ExportMetrics(observe_chain=stats.append)
         )
 
-    await eventkit.run(sources.iterate([ev(0), ev(1)]), stage())
+    await eventkit.run(
+        sources.iterate([ev("stdout", "x"), ev("stdout", "x", 1)]), stage()
+    )
     assert stats[-1].finished
-    xs = sources.iterate([ev(0), ev(1), ev(2)]) | stage()
+    xs = (
+        sources.iterate([ev("stdout", "x"), ev("stdout", "x", 1), ev("stdout", "x", 2)])
+        | stage()
+    )
     async with xs.stream() as streamer:
         async for _ in streamer:
             break
@@ -379,15 +366,15 @@ async def test_stage_metrics_of_a_finished_pipeline() -> None:
     """Received, sent and dropped per stage, and each operator's counters."""
     registry = CollectorRegistry()
     events = [
-        ev(0, "started", ""),
-        ev(1, "stdout", "a" * 10),  # split into aaaa, aaaa and aa
-        ev(3, "stdout", "b"),  # held until 2 comes
-        ev(2, "stdout", "c"),  # joins aa, then b fills the chunk: aacb
-        ev(2, "stdout", "c"),  # duplicate
-        ev(4, "stdout", ""),  # empty, no buffer to join: dropped by buffer
-        ev(6, "stdout", "d"),  # held
-        ev(7, "completed", "", success=True),  # past the window: 5 given up
-        ev(5, "stdout", "late"),  # in the hole given up: late
+        ev("started"),
+        ev("stdout", "a" * 10, 1),  # split into aaaa, aaaa and aa
+        ev("stdout", "b", 3),  # held until 2 comes
+        ev("stdout", "c", 2),  # joins aa, then b fills the chunk: aacb
+        ev("stdout", "c", 2),  # duplicate
+        ev("stdout", "", 4),  # empty, no buffer to join: dropped by buffer
+        ev("stdout", "d", 6),  # held
+        ev("completed", "", 7, success=True),  # past the window: 5 given up
+        ev("stdout", "late", 5),  # in the hole given up: late
     ]
     await eventkit.run(
         sources.iterate(events),
@@ -439,8 +426,8 @@ async def test_gauges_and_counts_while_running() -> None:
     """A scrape mid-run reads held events, pending bytes and active runs."""
     registry = CollectorRegistry()
     gate = Gate(
-        [ev(0, "started", ""), ev(1, "stdout", "abc"), ev(3, "stdout", "held")],
-        [ev(2, "stdout", "x"), ev(4, "completed", "", success=True)],
+        [ev("started"), ev("stdout", "abc", 1), ev("stdout", "held", 3)],
+        [ev("stdout", "x", 2), ev("completed", "", 4, success=True)],
     )
     stream = eventkit.EventStream(
         gate,
@@ -471,7 +458,7 @@ async def test_stage_counters_add_up_and_never_decrease() -> None:
     """Runs of one stage list, one after the other or at once, add up."""
     registry = CollectorRegistry()
     stages = [pipe.only("stdout"), pipe.export_metrics(registry)]
-    events = [ev(0), ev(1, "stderr"), ev(2)]
+    events = [ev("stdout", "x"), ev("stderr", "x", 1), ev("stdout", "x", 2)]
     previous: dict[str, float] = {}
     for _ in range(3):
         await eventkit.run(sources.iterate(events), *stages)
@@ -499,7 +486,7 @@ async def test_self_metrics_off() -> None:
     """self_metrics=False: no stage families, and the chain is not counted."""
     registry = CollectorRegistry()
     await eventkit.run(
-        sources.iterate([ev(0)]),
+        sources.iterate([ev("stdout", "x")]),
         pipe.only("stdout"),
         pipe.export_metrics(registry, self_metrics=False),
     )
@@ -515,7 +502,7 @@ async def test_only_the_fused_segment_is_counted() -> None:
 
     registry = CollectorRegistry()
     await eventkit.run(
-        sources.iterate([ev(0), ev(1)]),
+        sources.iterate([ev("stdout", "x"), ev("stdout", "x", 1)]),
         pipe.reorder(),
         aiostream.pipe.map(lambda event: event),
         pipe.only("stdout"),
@@ -530,7 +517,7 @@ async def test_a_chain_tracked_twice_counts_once() -> None:
     """Two export_metrics stages on one registry report the chain once."""
     registry = CollectorRegistry()
     await eventkit.run(
-        sources.iterate([ev(0), ev(1)]),
+        sources.iterate([ev("stdout", "x"), ev("stdout", "x", 1)]),
         pipe.export_metrics(registry),
         pipe.export_metrics(registry),
     )
@@ -545,7 +532,7 @@ def test_a_chain_gone_without_finishing_is_dropped() -> None:
     """A chain collected without its driver's end leaves nothing live behind."""
     registry = CollectorRegistry()
     chain = Chain([pipe.export_metrics(registry).create()])
-    chain.feed(ev(0))
+    chain.feed(ev("stdout", "x"))
     assert (
         1
         == stage_samples(registry)[
@@ -681,7 +668,7 @@ def test_no_run_label_by_default() -> None:
     """export_metrics() exposes no series with a run label."""
     registry = CollectorRegistry()
     operator = pipe.export_metrics(registry).create()
-    operator.feed(ev(0, run="abc"))
+    operator.feed(ev("stdout", "x", run="abc"))
     assert "abc" not in generate_latest(registry).decode()
     assert {} == run_samples(registry)
 
@@ -691,10 +678,10 @@ def test_run_series_while_live() -> None:
     registry = CollectorRegistry()
     clock = FakeClock()
     operator = run_metrics(registry, clock)
-    operator.feed(ev(0, "started", "", run="a"))
-    operator.feed(ev(1, "stdout", "héllo", run="a"))
-    operator.feed(ev(2, "progress", "", run="a", percent=45.0))
-    operator.feed(ev(0, "started", "", run="b"))
+    operator.feed(ev("started", run="a"))
+    operator.feed(ev("stdout", "héllo", 1, run="a"))
+    operator.feed(ev("progress", "", 2, run="a", percent=45.0))
+    operator.feed(ev("started", run="b"))
     assert {
         'eventkit_run_events_total{run="a"}': 2,
         'eventkit_run_events_total{run="b"}': 1,
@@ -713,8 +700,8 @@ def test_run_series_go_after_completion_and_ttl() -> None:
     registry = CollectorRegistry()
     clock = FakeClock()
     operator = run_metrics(registry, clock, run_ttl=5.0)
-    operator.feed(ev(0, run="a"))
-    operator.feed(ev(1, "completed", "", run="a", success=True))
+    operator.feed(ev("stdout", "x", run="a"))
+    operator.feed(ev("completed", "", 1, run="a", success=True))
     clock.now += 4.9
     assert 2 == run_samples(registry)['eventkit_run_events_total{run="a"}']
     clock.now += 0.2
@@ -731,8 +718,8 @@ def test_run_ttl_zero_removes_at_completion() -> None:
     """run_ttl=0: a completed run's series are gone right away."""
     registry = CollectorRegistry()
     operator = run_metrics(registry, FakeClock(), run_ttl=0.0)
-    operator.feed(ev(0, run="a"))
-    operator.feed(ev(1, "completed", "", run="a"))
+    operator.feed(ev("stdout", "x", run="a"))
+    operator.feed(ev("completed", "", 1, run="a"))
     assert 0 == run_samples(registry)["eventkit_labelled_runs"]
 
 
@@ -742,10 +729,10 @@ def test_idle_runs_expire() -> None:
     clock = FakeClock()
     operator = run_metrics(registry, clock, idle_ttl=60.0)
     forever = run_metrics(registry, clock, idle_ttl=None)
-    operator.feed(ev(0, run="a"))
-    forever.feed(ev(0, run="b"))
+    operator.feed(ev("stdout", "x", run="a"))
+    forever.feed(ev("stdout", "x", run="b"))
     clock.now += 59.0
-    operator.feed(ev(1, run="a"))
+    operator.feed(ev("stdout", "x", 1, run="a"))
     clock.now += 59.0
     samples = run_samples(registry)
     assert 2 == samples['eventkit_run_events_total{run="a"}']
@@ -761,7 +748,7 @@ def test_run_series_are_capped_and_refusals_counted_once() -> None:
     clock = FakeClock()
     operator = run_metrics(registry, clock, max_run_series=2, run_ttl=1.0)
     for run in ("a", "b", "c", "c", "d"):
-        operator.feed(ev(0, run=run))
+        operator.feed(ev("stdout", "x", run=run))
     samples = run_samples(registry)
     assert 2 == samples["eventkit_labelled_runs"]
     assert 2 == samples["eventkit_run_series_refused_total"]
@@ -769,10 +756,10 @@ def test_run_series_are_capped_and_refusals_counted_once() -> None:
     # Aggregates still count every event.
     assert 5 == operator.counts.events["stdout"]
     # A completed run frees its place once its TTL has passed.
-    operator.feed(ev(1, "completed", "", run="a"))
-    operator.feed(ev(1, "completed", "", run="c"))  # refused: forgotten now
+    operator.feed(ev("completed", "", 1, run="a"))
+    operator.feed(ev("completed", "", 1, run="c"))  # refused: forgotten now
     clock.now += 2.0
-    operator.feed(ev(0, run="e"))
+    operator.feed(ev("stdout", "x", run="e"))
     assert {"b", "e"} == set(operator.runs)
     assert 2 == run_samples(registry)["eventkit_run_series_refused_total"]
 
@@ -781,10 +768,10 @@ def test_run_series_sweep_periodically() -> None:
     """Expired series are dropped every few thousand events, with no new runs."""
     clock = FakeClock()
     operator = ExportRunMetrics(clock=clock, run_ttl=0.0)
-    operator.feed(ev(0, run="a"))
-    operator.feed(ev(1, "completed", "", run="a"))
+    operator.feed(ev("stdout", "x", run="a"))
+    operator.feed(ev("completed", "", 1, run="a"))
     for index in range(5000):
-        operator.feed(ev(index, run="b"))
+        operator.feed(ev("stdout", "x", index, run="b"))
     assert ["b"] == list(operator.runs)
 
 
@@ -792,8 +779,8 @@ def test_refused_counter_survives_the_operator() -> None:
     """The refused counter is a counter: it stays when the operator is gone."""
     registry = CollectorRegistry()
     operator = run_metrics(registry, FakeClock(), max_run_series=1)
-    operator.feed(ev(0, run="a"))
-    operator.feed(ev(0, run="b"))
+    operator.feed(ev("stdout", "x", run="a"))
+    operator.feed(ev("stdout", "x", run="b"))
     del operator
     gc.collect()
     samples = run_samples(registry)
@@ -823,9 +810,9 @@ async def test_run_labels_through_the_pipe() -> None:
     await eventkit.run(
         sources.iterate(
             [
-                ev(0, "started", "", run="a"),
-                ev(1, "stdout", "50%\n", run="a"),
-                ev(2, "completed", "", run="a", success=True),
+                ev("started", run="a"),
+                ev("stdout", "50%\n", 1, run="a"),
+                ev("completed", "", 2, run="a", success=True),
             ]
         ),
         pipe.track_progress(),

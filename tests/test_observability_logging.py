@@ -18,8 +18,8 @@ import structlog
 
 import eventkit
 from eventkit import pipe, sources
-from eventkit.events import Event
 from eventkit.logging import configure
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,24 +42,12 @@ def lines(text: str) -> list[dict[str, Any]]:
     return parsed
 
 
-def ev(sequence: int, type: str, data: str = "", **attrs: Any) -> Event:
-    """Make an event of run ``r``."""
-    return Event(
-        type=type,
-        data=data,
-        timestamp=1000.0 + sequence,
-        sequence=sequence,
-        run="r",
-        attrs=attrs,
-    )
-
-
 RUN = [
-    ev(0, "started"),
-    ev(1, "stdout", "hello\n"),
-    ev(2, "stderr", "oops\n"),
-    ev(3, "result", exit_code=3, execution_time=0.25),
-    ev(4, "completed", success=False),
+    ev("started"),
+    ev("stdout", "hello\n", 1),
+    ev("stderr", "oops\n", 2),
+    ev("result", "", 3, exit_code=3, execution_time=0.25),
+    ev("completed", "", 4, success=False),
 ]
 
 
@@ -186,9 +174,9 @@ async def test_summary_mode_as_the_cli_logs(
 async def test_every_event_sampled(capsys: pytest.CaptureFixture[str]) -> None:
     """Per-event logging with ``every``: output sampled, lifecycle kept."""
     configure("json")
-    events = [ev(0, "started")]
-    events += [ev(i, "stdout", f"{i}\n") for i in range(1, 21)]
-    events += [ev(21, "completed", success=True)]
+    events = [ev("started")]
+    events += [ev("stdout", f"{i}\n", i) for i in range(1, 21)]
+    events += [ev("completed", "", 21, success=True)]
     await eventkit.run(sources.iterate(events), pipe.log_events(every=10))
     entries = lines(capsys.readouterr().err)
     assert [

@@ -25,12 +25,14 @@ from prometheus_client import CollectorRegistry
 
 import eventkit
 from eventkit import pipe, sinks, sources
-from eventkit.events import Event
 from eventkit.metrics import server_stats, source_stats
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
+
+    from eventkit.events import Event
 
 PROMETHEUS: Final = shutil.which("prometheus")
 PROMTOOL: Final = shutil.which("promtool")
@@ -96,31 +98,26 @@ def server(args: list[str], ready: str, log: Path) -> Iterator[None]:
             process.wait()
 
 
-def ev(run: str, sequence: int, type: str, data: str = "", **attrs: Any) -> Event:
-    """Make an event."""
-    return Event(
-        type=type,
-        data=data,
-        timestamp=1000.0 + sequence,
-        sequence=sequence,
-        run=run,
-        attrs=attrs,
-    )
-
-
 def workload(runs: int, lines: int) -> list[Event]:
     """``runs`` complete runs of ``lines`` stdout lines, one stderr line each."""
     events = []
     for index in range(runs):
         run = f"run-{index}"
-        events.append(ev(run, 0, "started"))
+        events.append(ev("started", run=run))
         for line in range(lines):
-            events.append(ev(run, 1 + line, "stdout", f"line {line}\n"))
-        events.append(ev(run, lines + 1, "stderr", "warning\n"))
+            events.append(ev("stdout", f"line {line}\n", 1 + line, run=run))
+        events.append(ev("stderr", "warning\n", lines + 1, run=run))
         events.append(
-            ev(run, lines + 2, "result", exit_code=0, execution_time=0.1 * index)
+            ev(
+                "result",
+                "",
+                lines + 2,
+                run=run,
+                exit_code=0,
+                execution_time=0.1 * index,
+            )
         )
-        events.append(ev(run, lines + 3, "completed", success=True))
+        events.append(ev("completed", "", lines + 3, run=run, success=True))
     return events
 
 
@@ -157,7 +154,7 @@ async def test_promtool_accepts_the_exposition() -> None:
     metrics = sinks.prometheus_http(0, registry=registry)
     events = workload(3, 5)
     # A run still going, so that the per-run series and gauges are there.
-    events += [ev("live", 0, "started"), ev("live", 1, "stdout", "50%\n")]
+    events += [ev("started", run="live"), ev("stdout", "50%\n", 1, run="live")]
     running = asyncio.ensure_future(
         eventkit.run(
             held(events, release),

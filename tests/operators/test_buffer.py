@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 from eventkit.events import Event
 from eventkit.operators._base import Operator
 from eventkit.operators.buffer import BufferBytes
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -27,19 +28,6 @@ class FakeClock:
     def __call__(self) -> float:
         self.reads += 1
         return self.now
-
-
-def ev(
-    data: str,
-    sequence: int = 0,
-    *,
-    type: str = "stdout",
-    run: str = "r",
-) -> Event:
-    """Make an event with a timestamp derived from its sequence."""
-    return Event(
-        type=type, data=data, timestamp=1000.0 + sequence, sequence=sequence, run=run
-    )
 
 
 def feed_all(buffer: BufferBytes, events: Iterable[Event]) -> list[Event]:
@@ -78,9 +66,9 @@ def test_is_an_operator() -> None:
 def test_coalesces_until_end() -> None:
     """Small events are held and leave as one chunk at the end of input."""
     buffer = BufferBytes(16)
-    assert buffer.feed(ev("ab", 0)) == ()
-    assert buffer.feed(ev("cd", 1)) == ()
-    assert buffer.feed(ev("ef", 2)) == ()
+    assert buffer.feed(ev("stdout", "ab")) == ()
+    assert buffer.feed(ev("stdout", "cd", 1)) == ()
+    assert buffer.feed(ev("stdout", "ef", 2)) == ()
     assert buffer.flush() == (chunk("abcdef", 0, 2, 3),)
     assert buffer.flush() == ()
     assert buffer.flushed == {"size": 0, "age": 0, "terminal": 0, "end": 1}
@@ -89,7 +77,7 @@ def test_coalesces_until_end() -> None:
 def test_chunk_takes_first_sequence_and_timestamp() -> None:
     """A chunk has the sequence and timestamp of its first input event."""
     buffer = BufferBytes(16)
-    feed_all(buffer, [ev("x", 7), ev("y", 9)])
+    feed_all(buffer, [ev("stdout", "x", 7), ev("stdout", "y", 9)])
     (out,) = buffer.flush()
     assert out.sequence == 7
     assert out.timestamp == 1007.0
@@ -99,9 +87,9 @@ def test_chunk_takes_first_sequence_and_timestamp() -> None:
 def test_exact_limit_flushes_at_once() -> None:
     """A buffer that reaches exactly the limit leaves at once."""
     buffer = BufferBytes(4)
-    assert buffer.feed(ev("ab", 0)) == ()
-    assert buffer.feed(ev("cd", 1)) == (chunk("abcd", 0, 1, 2),)
-    assert buffer.feed(ev("efgh", 2)) == (chunk("efgh", 2, 2, 1),)
+    assert buffer.feed(ev("stdout", "ab")) == ()
+    assert buffer.feed(ev("stdout", "cd", 1)) == (chunk("abcd", 0, 1, 2),)
+    assert buffer.feed(ev("stdout", "efgh", 2)) == (chunk("efgh", 2, 2, 1),)
     assert buffer.flush() == ()
     assert buffer.flushed["size"] == 2
     assert buffer.splits == 0
@@ -110,37 +98,40 @@ def test_exact_limit_flushes_at_once() -> None:
 def test_overflow_flushes_pending_first() -> None:
     """An event that would pass the limit sends the pending buffer out first."""
     buffer = BufferBytes(5)
-    assert buffer.feed(ev("abc", 0)) == ()
-    assert buffer.feed(ev("def", 1)) == (chunk("abc", 0, 0, 1),)
+    assert buffer.feed(ev("stdout", "abc")) == ()
+    assert buffer.feed(ev("stdout", "def", 1)) == (chunk("abc", 0, 0, 1),)
     assert buffer.flush() == (chunk("def", 1, 1, 1),)
 
 
 def test_overflow_into_exact_limit() -> None:
     """An event that fills a fresh buffer exactly leaves right after the old one."""
     buffer = BufferBytes(4)
-    buffer.feed(ev("ab", 0))
-    assert buffer.feed(ev("wxyz", 1)) == (chunk("ab", 0, 0, 1), chunk("wxyz", 1, 1, 1))
+    buffer.feed(ev("stdout", "ab"))
+    assert buffer.feed(ev("stdout", "wxyz", 1)) == (
+        chunk("ab", 0, 0, 1),
+        chunk("wxyz", 1, 1, 1),
+    )
     assert buffer.flush() == ()
 
 
 def test_oversize_event_is_split() -> None:
     """An event over the limit: pending first, full pieces, last piece held."""
     buffer = BufferBytes(4)
-    buffer.feed(ev("ab", 0))
-    assert buffer.feed(ev("0123456789", 1)) == (
+    buffer.feed(ev("stdout", "ab"))
+    assert buffer.feed(ev("stdout", "0123456789", 1)) == (
         chunk("ab", 0, 0, 1),
         chunk("0123", 1, 1, 1),
         chunk("4567", 1, 1, 1),
     )
     assert buffer.splits == 1
-    assert buffer.feed(ev("X", 2)) == ()
+    assert buffer.feed(ev("stdout", "X", 2)) == ()
     assert buffer.flush() == (chunk("89X", 1, 2, 2),)
 
 
 def test_split_with_exact_last_piece_holds_nothing() -> None:
     """A split whose last piece fills the limit leaves nothing pending."""
     buffer = BufferBytes(4)
-    assert buffer.feed(ev("01234567", 0)) == (
+    assert buffer.feed(ev("stdout", "01234567")) == (
         chunk("0123", 0, 0, 1),
         chunk("4567", 0, 0, 1),
     )
@@ -154,7 +145,7 @@ def test_split_never_cuts_a_character(char: str, limit: int) -> None:
     """Pieces of multi-byte text end on character boundaries within the limit."""
     text = ("a" + char * 5) * 3
     buffer = BufferBytes(limit)
-    out = [*buffer.feed(ev(text, 0)), *buffer.flush()]
+    out = [*buffer.feed(ev("stdout", text)), *buffer.flush()]
     assert text == "".join(e.data for e in out)
     for piece in out:
         assert 0 < len(piece.data.encode()) <= limit
@@ -167,18 +158,21 @@ def test_split_never_cuts_a_character(char: str, limit: int) -> None:
 def test_multibyte_size_counts_bytes() -> None:
     """The limit counts UTF-8 bytes, not characters."""
     buffer = BufferBytes(4)
-    assert buffer.feed(ev("é", 0)) == ()
-    assert buffer.feed(ev("é", 1)) == (chunk("éé", 0, 1, 2),)
-    assert buffer.feed(ev("€", 2)) == ()
-    assert buffer.feed(ev("😀", 3)) == (chunk("€", 2, 2, 1), chunk("😀", 3, 3, 1))
+    assert buffer.feed(ev("stdout", "é")) == ()
+    assert buffer.feed(ev("stdout", "é", 1)) == (chunk("éé", 0, 1, 2),)
+    assert buffer.feed(ev("stdout", "€", 2)) == ()
+    assert buffer.feed(ev("stdout", "😀", 3)) == (
+        chunk("€", 2, 2, 1),
+        chunk("😀", 3, 3, 1),
+    )
     assert buffer.flush() == ()
 
 
 def test_empty_data_joins_pending_buffer() -> None:
     """An empty event joins a pending buffer: counted, without bytes."""
     buffer = BufferBytes(16)
-    buffer.feed(ev("ab", 0))
-    assert buffer.feed(ev("", 1)) == ()
+    buffer.feed(ev("stdout", "ab"))
+    assert buffer.feed(ev("stdout", "", 1)) == ()
     assert buffer.flush() == (chunk("ab", 0, 1, 2),)
     assert buffer.empty_dropped == 0
 
@@ -186,7 +180,7 @@ def test_empty_data_joins_pending_buffer() -> None:
 def test_empty_data_without_buffer_is_dropped() -> None:
     """An empty event with nothing to join is dropped and counted."""
     buffer = BufferBytes(16)
-    assert buffer.feed(ev("", 0)) == ()
+    assert buffer.feed(ev()) == ()
     assert buffer.flush() == ()
     assert buffer.empty_dropped == 1
     assert buffer.chunks == 0
@@ -198,10 +192,10 @@ def test_buffers_per_run_and_type() -> None:
     feed_all(
         buffer,
         [
-            ev("e1", 0, type="stderr"),
-            ev("o1", 1),
-            ev("b1", 0, run="b"),
-            ev("e2", 2, type="stderr"),
+            ev("stderr", "e1"),
+            ev("stdout", "o1", 1),
+            ev("stdout", "b1", run="b"),
+            ev("stderr", "e2", 2),
         ],
     )
     assert buffer.flush() == (
@@ -216,9 +210,9 @@ def test_other_type_flushes_its_run_in_start_order() -> None:
     buffer = BufferBytes(16)
     feed_all(
         buffer,
-        [ev("err", 0, type="stderr"), ev("b", 0, run="b"), ev("out", 1)],
+        [ev("stderr", "err"), ev("stdout", "b", run="b"), ev("stdout", "out", 1)],
     )
-    done = ev("", 2, type="completed")
+    done = ev("completed", "", 2)
     assert buffer.feed(done) == (
         chunk("err", 0, 0, 1, type="stderr"),
         chunk("out", 1, 1, 1),
@@ -232,8 +226,8 @@ def test_other_type_flushes_its_run_in_start_order() -> None:
 def test_other_run_event_passes_without_flushing() -> None:
     """A lifecycle event of another run passes alone."""
     buffer = BufferBytes(16)
-    buffer.feed(ev("held", 0))
-    started = ev("", 0, type="started", run="other")
+    buffer.feed(ev("stdout", "held"))
+    started = ev("started", run="other")
     assert buffer.feed(started) == (started,)
     assert buffer.flush() == (chunk("held", 0, 0, 1),)
 
@@ -241,7 +235,7 @@ def test_other_run_event_passes_without_flushing() -> None:
 def test_unknown_types_pass() -> None:
     """Types outside ``types`` pass unchanged, as the same object."""
     buffer = BufferBytes(16)
-    custom = ev("payload", 0, type="custom")
+    custom = ev("custom", "payload")
     assert buffer.feed(custom)[0] is custom
     assert buffer.flush() == ()
 
@@ -249,9 +243,9 @@ def test_unknown_types_pass() -> None:
 def test_custom_types() -> None:
     """Only the given types are buffered."""
     buffer = BufferBytes(16, types=["log"])
-    stdout = ev("out", 0)
+    stdout = ev("stdout", "out")
     assert buffer.feed(stdout) == (stdout,)
-    assert buffer.feed(ev("a", 1, type="log")) == ()
+    assert buffer.feed(ev("log", "a", 1)) == ()
     assert buffer.flush() == (chunk("a", 1, 1, 1, type="log"),)
 
 
@@ -260,10 +254,10 @@ def test_max_age_flushes_on_tick() -> None:
     clock = FakeClock(10.0)
     buffer = BufferBytes(16, max_age=2.0, clock=clock)
     assert buffer.deadline() is None
-    buffer.feed(ev("a", 0))
+    buffer.feed(ev("stdout", "a"))
     clock.now = 11.0
-    buffer.feed(ev("b", 0, run="b"))
-    buffer.feed(ev("c", 1))
+    buffer.feed(ev("stdout", "b", run="b"))
+    buffer.feed(ev("stdout", "c", 1))
     assert buffer.deadline() == 12.0
     assert buffer.tick(11.9) == ()
     assert buffer.tick(12.0) == (chunk("ac", 0, 1, 2),)
@@ -280,7 +274,7 @@ def test_tick_flushes_every_due_buffer_in_order() -> None:
     buffer = BufferBytes(16, max_age=1.0, clock=clock)
     for now, run in [(0.0, "a"), (0.5, "b"), (3.0, "c")]:
         clock.now = now
-        buffer.feed(ev(run, 0, run=run))
+        buffer.feed(ev("stdout", run, run=run))
     assert buffer.tick(2.0) == (
         chunk("a", 0, 0, 1, run="a"),
         chunk("b", 0, 0, 1, run="b"),
@@ -292,15 +286,15 @@ def test_deadline_follows_the_oldest_buffer() -> None:
     """When the oldest buffer leaves for size or a lifecycle event, the next rules."""
     clock = FakeClock()
     buffer = BufferBytes(4, max_age=5.0, clock=clock)
-    buffer.feed(ev("ab", 0))
+    buffer.feed(ev("stdout", "ab"))
     clock.now = 1.0
-    buffer.feed(ev("x", 0, run="b"))
+    buffer.feed(ev("stdout", "x", run="b"))
     clock.now = 2.0
-    buffer.feed(ev("y", 0, run="c"))
+    buffer.feed(ev("stdout", "y", run="c"))
     assert buffer.deadline() == 5.0
-    buffer.feed(ev("cd", 1))  # fills run r's buffer: it leaves for size
+    buffer.feed(ev("stdout", "cd", 1))  # fills run r's buffer: it leaves for size
     assert buffer.deadline() == 6.0
-    buffer.feed(ev("", 1, type="completed", run="b"))
+    buffer.feed(ev("completed", "", 1, run="b"))
     assert buffer.deadline() == 7.0
     buffer.flush()
     assert buffer.deadline() is None
@@ -310,11 +304,11 @@ def test_restarted_buffer_goes_to_the_back() -> None:
     """A buffer that starts again after leaving is the youngest."""
     clock = FakeClock()
     buffer = BufferBytes(4, max_age=5.0, clock=clock)
-    buffer.feed(ev("abc", 0))
+    buffer.feed(ev("stdout", "abc"))
     clock.now = 1.0
-    buffer.feed(ev("x", 0, run="b"))
+    buffer.feed(ev("stdout", "x", run="b"))
     clock.now = 2.0
-    buffer.feed(ev("de", 1))  # run r's buffer leaves; "de" starts a new one
+    buffer.feed(ev("stdout", "de", 1))  # run r's buffer leaves; "de" starts a new one
     assert buffer.deadline() == 6.0
     assert buffer.tick(6.0) == (chunk("x", 0, 0, 1, run="b"),)
     assert buffer.deadline() == 7.0
@@ -324,10 +318,18 @@ def test_clock_read_only_when_a_buffer_starts() -> None:
     """The clock is read once per new buffer with max_age, never without it."""
     clock = FakeClock()
     aged = BufferBytes(16, max_age=1.0, clock=clock)
-    feed_all(aged, [ev("a", 0), ev("b", 1), ev("c", 2), ev("d", 0, run="b")])
+    feed_all(
+        aged,
+        [
+            ev("stdout", "a"),
+            ev("stdout", "b", 1),
+            ev("stdout", "c", 2),
+            ev("stdout", "d", run="b"),
+        ],
+    )
     assert clock.reads == 2
     unaged = BufferBytes(16, clock=clock)
-    feed_all(unaged, [ev("a", 0), ev("b", 0, run="b")])
+    feed_all(unaged, [ev("stdout", "a"), ev("stdout", "b", run="b")])
     assert clock.reads == 2
     assert unaged.deadline() is None
     assert unaged.tick(1e9) == ()
@@ -340,15 +342,15 @@ def test_counters() -> None:
     feed_all(
         buffer,
         [
-            ev("abcdefghij", 0),  # split: 2 size chunks, "ij" held
-            ev("xy", 0, run="b"),
-            ev("", 1, type="result"),  # terminal for run r
+            ev("stdout", "abcdefghij"),  # split: 2 size chunks, "ij" held
+            ev("stdout", "xy", run="b"),
+            ev("result", "", 1),  # terminal for run r
         ],
     )
-    buffer.feed(ev("z", 2))
+    buffer.feed(ev("stdout", "z", 2))
     clock.now = 5.0
     buffer.tick(5.0)  # run b's and run r's buffers are due
-    buffer.feed(ev("q", 3))
+    buffer.feed(ev("stdout", "q", 3))
     buffer.flush()
     assert buffer.flushed == {"size": 2, "age": 2, "terminal": 1, "end": 1}
     assert buffer.chunks == 6
@@ -372,7 +374,7 @@ def test_zero_max_age_is_due_at_once() -> None:
     """With max_age 0 a buffer is due as soon as it starts."""
     clock = FakeClock(3.0)
     buffer = BufferBytes(16, max_age=0, clock=clock)
-    buffer.feed(ev("a", 0))
+    buffer.feed(ev("stdout", "a"))
     assert buffer.deadline() == 3.0
     assert buffer.tick(3.0) == (chunk("a", 0, 0, 1),)
 
@@ -407,7 +409,7 @@ def streams(draw: st.DrawFn) -> list[Event | float]:
             stream.append(item)
             continue
         run, type_, data = item
-        stream.append(ev(data, sequences[run], type=type_, run=run))
+        stream.append(ev(type_, data, sequences[run], run=run))
         sequences[run] += 1
     return stream
 

@@ -14,30 +14,16 @@ from eventkit.events import Event
 from eventkit.operators._base import Operator
 from eventkit.operators.log import DATA_LIMIT, SUMMARY_TYPES, LogEvents, LogSummaries
 from eventkit.summary import SummaryTracker
-
-
-def ev(
-    type: str, data: str = "", sequence: int = 0, *, run: str = "r", **attrs: Any
-) -> Event:
-    """Make an event of ``run``."""
-    return Event(
-        type=type,
-        data=data,
-        timestamp=1000.0 + sequence,
-        sequence=sequence,
-        run=run,
-        attrs=attrs,
-    )
-
+from tests.factories import ev
 
 EVENTS = [
     ev("started"),
     ev("stdout", "hello\n", 1),
     ev("stderr", "warn\n", 2),
     ev("error", "Traceback ...", 3, code="E1"),
-    ev("resource_limit", sequence=4, limit="memory"),
-    ev("result", sequence=5, exit_code=0, execution_time=0.5),
-    ev("completed", sequence=6, success=True),
+    ev("resource_limit", "", 4, limit="memory"),
+    ev("result", "", 5, exit_code=0, execution_time=0.5),
+    ev("completed", "", 6, success=True),
 ]
 
 
@@ -356,13 +342,12 @@ def run_events(run: str, *, success: bool = True) -> list[Event]:
         ev("stdout", "hello\n", 1, run=run),
         ev("stdout", "é€😀", 2, run=run),
         ev("stderr", "warn\n", 3, run=run),
-        ev("gap", sequence=4, run=run, first_missing=4, last_missing=5),
-        ev("progress", sequence=6, run=run, percent=40.0),
+        ev("gap", "", 4, run=run, first_missing=4, last_missing=5),
+        ev("progress", "", 6, run=run, percent=40.0),
         ev("error", "Traceback", 7, run=run, code="E1"),
-        ev("resource_limit", sequence=8, run=run, limit="memory"),
-        ev("result", sequence=9, run=run, exit_code=0 if success else 1,
-           execution_time=0.5),
-        ev("completed", sequence=10, run=run, success=success),
+        ev("resource_limit", "", 8, run=run, limit="memory"),
+        ev("result", "", 9, run=run, exit_code=0 if success else 1, execution_time=0.5),
+        ev("completed", "", 10, run=run, success=success),
     ]  # fmt: skip
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, strategies as st
 
-from eventkit.events import Event
 from eventkit.operators._base import Operator
 from eventkit.operators.metrics import (
     DURATION_BUCKETS,
@@ -16,21 +15,12 @@ from eventkit.operators.metrics import (
     ExportMetrics,
     MetricCounts,
 )
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-
-def ev(
-    type: str,
-    data: str = "",
-    *,
-    run: str = "r",
-    timestamp: float = 1000.0,
-    **attrs: Any,
-) -> Event:
-    """Make an event of ``run``."""
-    return Event(type=type, data=data, timestamp=timestamp, run=run, attrs=attrs)
+    from eventkit.events import Event
 
 
 def feed_all(operator: ExportMetrics, events: Iterable[Event]) -> list[Event]:
@@ -96,7 +86,7 @@ def test_counts_events_and_bytes_by_type() -> None:
             ev("stdout", "hello"),
             ev("stdout", "é€😀"),
             ev("stderr", "oops\n"),
-            ev("stdout", ""),
+            ev(),
             ev("started"),
         ],
     )

@@ -11,27 +11,10 @@ from hypothesis import given, settings, strategies as st
 from eventkit.events import Event
 from eventkit.operators._base import Operator
 from eventkit.operators.progress import TrackProgress
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-
-def ev(
-    data: str = "",
-    sequence: int = 0,
-    *,
-    type: str = "stdout",
-    run: str = "r",
-    timestamp: float | None = None,
-) -> Event:
-    """Make an event; its timestamp defaults to 100 + its sequence."""
-    return Event(
-        type=type,
-        data=data,
-        timestamp=100.0 + sequence if timestamp is None else timestamp,
-        sequence=sequence,
-        run=run,
-    )
 
 
 def feed_all(tracker: TrackProgress, events: Iterable[Event]) -> list[Event]:
@@ -49,7 +32,7 @@ def reports(events: Iterable[Event]) -> list[dict[str, Any]]:
 
 def parsed(data: str) -> tuple[Any, Any, Any] | None:
     """Feed ``data`` as stdout to a fresh tracker; return what it parsed, if any."""
-    out = TrackProgress().feed(ev(data))
+    out = TrackProgress().feed(ev("stdout", data))
     if len(out) == 1:
         return None
     attrs = out[1].attrs
@@ -120,7 +103,7 @@ def test_ignores_false_positives(data: str) -> None:
 def test_bare_percent_keeps_counts() -> None:
     """A bare percent keeps current and total as last seen."""
     tracker = TrackProgress()
-    out = feed_all(tracker, [ev("9/20", 0), ev("50%", 1)])
+    out = feed_all(tracker, [ev("stdout", "9/20"), ev("stdout", "50%", 1)])
     assert [(r["percent"], r["current"], r["total"]) for r in reports(out)] == [
         (45.0, 9, 20),
         (50.0, 9, 20),
@@ -133,9 +116,9 @@ def test_parses_stdout_and_stderr_only() -> None:
     out = feed_all(
         tracker,
         [
-            ev("50%", 0, type="result"),
-            ev("1/2", 1, type="error"),
-            ev("10%", 2, type="stderr"),
+            ev("result", "50%"),
+            ev("error", "1/2", 1),
+            ev("stderr", "10%", 2),
         ],
     )
     assert [r["percent"] for r in reports(out)] == [10.0]
@@ -144,15 +127,15 @@ def test_parses_stdout_and_stderr_only() -> None:
 def test_progress_event_follows_the_change() -> None:
     """A progress event comes right after the event that changed progress."""
     tracker = TrackProgress()
-    started = ev("", 0, type="started")
-    output = ev("Progress: 45.0% (9/20)", 1)
+    started = ev("started")
+    output = ev("stdout", "Progress: 45.0% (9/20)", 1)
     assert tracker.feed(started) == (started,)
     out = tracker.feed(output)
     assert out[0] is output
     assert out[1] == Event(
         type="progress",
         data="",
-        timestamp=101.0,
+        timestamp=1001.0,
         sequence=1,
         run="r",
         attrs={
@@ -172,7 +155,9 @@ def test_progress_event_follows_the_change() -> None:
 def test_unchanged_progress_is_not_reported() -> None:
     """Output repeating the same progress, or none, adds no report."""
     tracker = TrackProgress()
-    out = feed_all(tracker, [ev("50%", 0), ev("50%", 1), ev("hello", 2)])
+    out = feed_all(
+        tracker, [ev("stdout", "50%"), ev("stdout", "50%", 1), ev("stdout", "hello", 2)]
+    )
     assert len(reports(out)) == 1
 
 
@@ -182,13 +167,15 @@ def test_interval_limits_reports_in_event_time() -> None:
     out = feed_all(
         tracker,
         [
-            ev("10%", 0, timestamp=0.0),
-            ev("20%", 1, timestamp=0.5),  # held back
-            ev("", 2, timestamp=0.9, type="result"),  # still too early
-            ev("tick", 3, timestamp=1.0),  # an interval later: 20 % is reported
-            ev("30%", 4, timestamp=1.5),  # held back
-            ev("40%", 5, timestamp=2.0),  # reported
-            ev("50%", 6, timestamp=2.5),  # held back until the end
+            ev("stdout", "10%", timestamp=0.0),
+            ev("stdout", "20%", 1, timestamp=0.5),  # held back
+            ev("result", "", 2, timestamp=0.9),  # still too early
+            ev(
+                "stdout", "tick", 3, timestamp=1.0
+            ),  # an interval later: 20 % is reported
+            ev("stdout", "30%", 4, timestamp=1.5),  # held back
+            ev("stdout", "40%", 5, timestamp=2.0),  # reported
+            ev("stdout", "50%", 6, timestamp=2.5),  # held back until the end
         ],
     )
     progress = [(e.sequence, e.attrs["percent"]) for e in out if e.type == "progress"]
@@ -207,9 +194,9 @@ def test_interval_is_per_run() -> None:
     out = feed_all(
         tracker,
         [
-            ev("10%", 0, run="a", timestamp=0.0),
-            ev("10%", 0, run="b", timestamp=1.0),
-            ev("20%", 1, run="a", timestamp=2.0),
+            ev("stdout", "10%", run="a", timestamp=0.0),
+            ev("stdout", "10%", run="b", timestamp=1.0),
+            ev("stdout", "20%", 1, run="a", timestamp=2.0),
         ],
     )
     assert [e.run for e in out if e.type == "progress"] == ["a", "b"]
@@ -218,13 +205,13 @@ def test_interval_is_per_run() -> None:
 def test_done_follows_completed() -> None:
     """The completed event is followed by a done report; the run's state goes."""
     tracker = TrackProgress(interval=100.0)
-    feed_all(tracker, [ev("", 0, type="started"), ev("1/4", 1), ev("2/4", 2)])
+    feed_all(tracker, [ev("started"), ev("stdout", "1/4", 1), ev("stdout", "2/4", 2)])
     assert tracker.active_runs == 1
-    completed = ev("", 3, type="completed")
+    completed = ev("completed", "", 3)
     out = tracker.feed(completed)
     assert out[0] is completed
     assert out[1].type == "progress"
-    assert (out[1].sequence, out[1].timestamp) == (3, 103.0)
+    assert (out[1].sequence, out[1].timestamp) == (3, 1003.0)
     assert out[1].attrs == {
         "events": 4,
         "bytes": 6,
@@ -243,8 +230,10 @@ def test_done_follows_completed() -> None:
 def test_events_after_completed_start_fresh() -> None:
     """An event of a completed run starts a new count."""
     tracker = TrackProgress()
-    feed_all(tracker, [ev("50%", 0), ev("", 1, type="completed")])
-    (final,) = reports(feed_all(tracker, [ev("late", 2)]) + list(tracker.flush()))
+    feed_all(tracker, [ev("stdout", "50%"), ev("completed", "", 1)])
+    (final,) = reports(
+        feed_all(tracker, [ev("stdout", "late", 2)]) + list(tracker.flush())
+    )
     assert (final["events"], final["percent"], final["elapsed"]) == (1, None, 0.0)
 
 
@@ -254,11 +243,11 @@ def test_flush_reports_unfinished_runs() -> None:
     feed_all(
         tracker,
         [
-            ev("10%", 0, run="b"),
-            ev("x", 0, run="a"),
-            ev("", 1, run="c"),
-            ev("", 2, run="c", type="completed"),
-            ev("y", 1, run="a"),
+            ev("stdout", "10%", run="b"),
+            ev("stdout", "x", run="a"),
+            ev("stdout", "", 1, run="c"),
+            ev("completed", "", 2, run="c"),
+            ev("stdout", "y", 1, run="a"),
         ],
     )
     assert tracker.active_runs == 2
@@ -278,9 +267,9 @@ def test_counts_bytes_of_output_only() -> None:
     feed_all(
         tracker,
         [
-            ev("é€😀", 0),  # 2 + 3 + 4 bytes
-            ev("ab", 1, type="stderr"),
-            ev("not counted", 2, type="error"),
+            ev("stdout", "é€😀"),  # 2 + 3 + 4 bytes
+            ev("stderr", "ab", 1),
+            ev("error", "not counted", 2),
         ],
     )
     (final,) = tracker.flush()
@@ -289,7 +278,7 @@ def test_counts_bytes_of_output_only() -> None:
 
 def test_rate_and_eta_need_elapsed_time() -> None:
     """With no time elapsed, rate and eta are None."""
-    (report,) = reports(TrackProgress().feed(ev("25%", 0)))
+    (report,) = reports(TrackProgress().feed(ev("stdout", "25%")))
     assert (report["elapsed"], report["rate"], report["eta"]) == (0.0, None, None)
 
 
@@ -299,10 +288,10 @@ def test_eta_values() -> None:
     out = feed_all(
         tracker,
         [
-            ev("start", 0, timestamp=10.0),
-            ev("0%", 1, timestamp=11.0),
-            ev("25%", 2, timestamp=12.0),
-            ev("100%", 3, timestamp=14.0),
+            ev("stdout", "start", timestamp=10.0),
+            ev("stdout", "0%", 1, timestamp=11.0),
+            ev("stdout", "25%", 2, timestamp=12.0),
+            ev("stdout", "100%", 3, timestamp=14.0),
         ],
     )
     assert [(r["elapsed"], r["rate"], r["eta"]) for r in reports(out)] == [
@@ -315,7 +304,10 @@ def test_eta_values() -> None:
 def test_elapsed_never_negative() -> None:
     """Timestamps going backwards give elapsed 0, not a negative number."""
     tracker = TrackProgress()
-    out = feed_all(tracker, [ev("a", 0, timestamp=5.0), ev("50%", 1, timestamp=4.0)])
+    out = feed_all(
+        tracker,
+        [ev("stdout", "a", timestamp=5.0), ev("stdout", "50%", 1, timestamp=4.0)],
+    )
     (report,) = reports(out)
     assert (report["elapsed"], report["rate"]) == (0.0, None)
 
@@ -326,7 +318,7 @@ def test_progress_events_pass_uncounted() -> None:
     upstream = Event(type="progress", run="r", attrs={"percent": 99.0})
     assert tracker.feed(upstream)[0] is upstream
     assert tracker.active_runs == 0
-    tracker.feed(ev("x", 0))
+    tracker.feed(ev("stdout", "x"))
     tracker.feed(upstream)
     (final,) = tracker.flush()
     assert final.attrs["events"] == 1
@@ -360,7 +352,7 @@ def streams(draw: st.DrawFn) -> list[Event]:
     stream: list[Event] = []
     for sequence, (run, type_, data, step) in enumerate(items):
         now += step
-        stream.append(ev(data, sequence, type=type_, run=run, timestamp=now))
+        stream.append(ev(type_, data, sequence, run=run, timestamp=now))
     return stream
 
 

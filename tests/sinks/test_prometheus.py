@@ -20,16 +20,13 @@ from structlog.testing import capture_logs
 
 import eventkit
 from eventkit import pipe, sinks, sources
-from eventkit.events import Event
 from eventkit.sinks.prometheus import PrometheusHTTP, Pushgateway
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-
-def ev(sequence: int, type: str = "stdout", data: str = "x") -> Event:
-    """Make an event of run ``r``."""
-    return Event(type=type, data=data, timestamp=1000.0 + sequence, sequence=sequence)
+    from eventkit.events import Event
 
 
 def get(url: str) -> str:
@@ -108,7 +105,14 @@ async def test_serves_metrics_while_the_pipeline_runs() -> None:
             gate.set()
 
     await eventkit.run(
-        gated([ev(0), ev(1), ev(2)], gate),
+        gated(
+            [
+                ev("stdout", "x", run=""),
+                ev("stdout", "x", 1, run=""),
+                ev("stdout", "x", 2, run=""),
+            ],
+            gate,
+        ),
         pipe.export_metrics(registry),
         sink=sinks.tee(metrics, sinks.call(check)),
     )
@@ -143,8 +147,8 @@ async def test_port_in_use_fails_before_any_event() -> None:
     read: list[Event] = []
 
     async def source() -> AsyncIterator[Event]:
-        read.append(ev(0))
-        yield ev(0)
+        read.append(ev("stdout", "x", run=""))
+        yield ev("stdout", "x", run="")
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -174,10 +178,16 @@ async def test_open_twice_is_refused() -> None:
 
 
 async def test_send_ignores_events() -> None:
-    """Events sent are ignored; closing an unopened sink does nothing."""
-    metrics = sinks.prometheus_http(0, registry=CollectorRegistry())
-    await metrics.send(ev(0))
+    """Events sent change nothing served; closing an unopened sink does nothing."""
+    registry = CollectorRegistry()
+    metrics = sinks.prometheus_http(0, registry=registry)
+    await metrics.send(ev("stdout", "x", run=""))
     await metrics.close()
+    async with metrics:
+        await metrics.send(ev("completed", run="", success=True))
+        text = await asyncio.to_thread(get, metrics.url)
+    assert [] == list(registry.collect())
+    assert "" == text
 
 
 def test_ipv6_url() -> None:
@@ -208,7 +218,9 @@ async def test_pushes_at_the_end(gateway: Gateway) -> None:
     registry = CollectorRegistry()
     sink = sinks.pushgateway(gateway.url, "nightly", registry=registry)
     await eventkit.run(
-        sources.iterate([ev(0), ev(1)]), pipe.export_metrics(registry), sink=sink
+        sources.iterate([ev("stdout", "x", run=""), ev("stdout", "x", 1, run="")]),
+        pipe.export_metrics(registry),
+        sink=sink,
     )
     [(method, path, body)] = gateway.requests
     assert ("PUT", "/metrics/job/nightly") == (method, path)
@@ -239,7 +251,11 @@ async def test_pushes_every_interval(gateway: Gateway) -> None:
         gate.set()
 
     releasing = asyncio.ensure_future(release())
-    await eventkit.run(gated([ev(0)], gate), pipe.export_metrics(registry), sink=sink)
+    await eventkit.run(
+        gated([ev("stdout", "x", run="")], gate),
+        pipe.export_metrics(registry),
+        sink=sink,
+    )
     await releasing
     assert len(gateway.requests) >= 3
     assert sink.pushes == len(gateway.requests)
@@ -255,7 +271,7 @@ async def test_a_failed_push_is_logged_and_counted() -> None:
     collected = sinks.collect()
     with capture_logs() as logs:
         await eventkit.run(
-            sources.iterate([ev(0)]),
+            sources.iterate([ev("stdout", "x", run="")]),
             pipe.export_metrics(registry),
             sink=sinks.tee(collected, sink),
         )
@@ -322,7 +338,7 @@ def test_pushgateway_repr() -> None:
 async def test_pushgateway_ignores_events(gateway: Gateway) -> None:
     """send() does nothing; only the registry is pushed."""
     sink = sinks.pushgateway(gateway.url, "j", registry=CollectorRegistry())
-    await sink.send(ev(0))
+    await sink.send(ev("stdout", "x", run=""))
     with contextlib.suppress(Exception):
         await sink.close()
     assert 1 == len(gateway.requests)

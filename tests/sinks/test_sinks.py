@@ -9,34 +9,23 @@ import pytest
 
 import eventkit
 from eventkit import sinks, sources
-from eventkit.events import Event
 from eventkit.protocol import jsonl as codec
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from eventkit.events import Event
     from eventkit.streams import EventStream
 
 
-def ev(type: str, data: str = "", sequence: int = 0, **attrs: object) -> Event:
-    """Make an event of run ``r`` with a timestamp derived from its sequence."""
-    return Event(
-        type=type,
-        data=data,
-        timestamp=1000.0 + sequence,
-        sequence=sequence,
-        run="r",
-        attrs=attrs,
-    )
-
-
 EVENTS = [
-    ev("started", sequence=0),
+    ev("started"),
     ev("stdout", "hello\n", 1),
     ev("stderr", "warn: é€😀\n", 2),
     ev("stdout", "no newline", 3),
-    ev("result", sequence=4, exit_code=0, execution_time=0.25, tags=["a", None]),
-    ev("completed", sequence=5, success=True),
+    ev("result", "", 4, exit_code=0, execution_time=0.25, tags=["a", None]),
+    ev("completed", "", 5, success=True),
 ]
 
 
@@ -182,8 +171,8 @@ async def test_jsonl_flushes_at_completed_and_at_the_end() -> None:
     for event in [
         ev("started"),
         ev("stdout", "a", 1),
-        ev("completed", sequence=2),
-        ev("started", sequence=0),
+        ev("completed", "", 2),
+        ev("started"),
         ev("stdout", "b", 1),
     ]:
         await sink.send(event)
@@ -251,7 +240,7 @@ async def test_console_stderr_goes_to_stderr() -> None:
 
 async def test_console_empty_output_writes_nothing() -> None:
     """Output events without data write nothing."""
-    assert await show([ev("stdout"), ev("stderr", sequence=1)]) == ("", "")
+    assert await show([ev(), ev("stderr", "", 1)]) == ("", "")
 
 
 async def test_console_lifecycle_events_are_marked_lines_on_stderr() -> None:
@@ -260,10 +249,10 @@ async def test_console_lifecycle_events_are_marked_lines_on_stderr() -> None:
         [
             ev("started"),
             ev("stdout", "hi\n", 1),
-            ev("result", sequence=2, exit_code=0),
+            ev("result", "", 2, exit_code=0),
             ev("error", "ZeroDivisionError: division by zero\n", 3),
-            ev("resource_limit", sequence=4, limit="memory"),
-            ev("completed", sequence=5, success=False),
+            ev("resource_limit", "", 4, limit="memory"),
+            ev("completed", "", 5, success=False),
         ]
     )
     assert out == "hi\n"
@@ -281,14 +270,14 @@ async def test_console_lifecycle_events_are_marked_lines_on_stderr() -> None:
 
 async def test_console_unknown_types_are_marked_too() -> None:
     """An event type outside the vocabulary is one line on stderr."""
-    out, err = await show([ev("custom", "note", 0, key=1)])
+    out, err = await show([ev("custom", "note", key=1)])
     assert out == ""
     assert err.splitlines() == ["· custom note key=1"]
 
 
 async def test_console_mark_after_unfinished_line_starts_a_new_line() -> None:
     """A mark after output without a final newline starts on a line of its own."""
-    out, err = await show([ev("stdout", "partial"), ev("completed", sequence=1)])
+    out, err = await show([ev("stdout", "partial"), ev("completed", "", 1)])
     assert out == "partial"
     assert err == "\n■ completed\n"
 
@@ -305,7 +294,7 @@ async def test_console_shows_progress() -> None:
 
 async def test_console_hides_progress() -> None:
     """``show_progress=False`` hides progress events and nothing else."""
-    out, err = await show([PROGRESS, ev("completed", sequence=1)], show_progress=False)
+    out, err = await show([PROGRESS, ev("completed", "", 1)], show_progress=False)
     assert out == ""
     assert err.splitlines() == ["■ completed"]
 

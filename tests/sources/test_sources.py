@@ -12,6 +12,7 @@ from eventkit import sources
 from eventkit.events import Event
 from eventkit.protocol import jsonl as codec
 from eventkit.protocol.jsonl import DecodeError
+from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -23,19 +24,12 @@ if TYPE_CHECKING:
 BLOCK = 1 << 18
 
 
-def ev(type: str, data: str = "", sequence: int = 0, run: str = "r") -> Event:
-    """Make an event with a timestamp derived from its sequence."""
-    return Event(
-        type=type, data=data, timestamp=1000.0 + sequence, sequence=sequence, run=run
-    )
-
-
 EVENTS = [
     ev("started"),
     ev("stdout", "hello\n", 1),
     ev("stderr", "é€😀 \u2028 \r\n", 2),
     Event(type="result", timestamp=1003.0, sequence=3, run="r", attrs={"code": 0}),
-    ev("completed", sequence=4),
+    ev("completed", "", 4),
 ]
 
 
