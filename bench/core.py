@@ -234,7 +234,7 @@ async def _stage(
     machine = factory()
     async with streamcontext(source) as streamer:
         async for event in streamer:
-            for out in machine.feed(event):
+            for out in machine.feed([event]):
                 yield out
     for out in machine.flush():
         yield out

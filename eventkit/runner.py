@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventkit.driver import drive
 from eventkit.exceptions import SinkError
+from eventkit.sinks._base import failed
 from eventkit.streams import EventStream, Stage
 
 if TYPE_CHECKING:
@@ -85,16 +86,14 @@ async def run(
     await sink.open()
     try:
         async with contextlib.aclosing(drive(source, operators)) as batches:  # type: ignore[type-var]
-            send = sink.send
+            send_batch = sink.send_batch
             async for batch in batches:
-                for index, event in enumerate(batch):
-                    try:
-                        await send(event)
-                    except Exception as exc:
-                        raise SinkError(
-                            f"sink {sink!r} failed on {event.type} event "
-                            f"{event.sequence} of run {event.run!r}: {exc!r}",
-                            batch[index:],
-                        ) from exc
+                try:
+                    await send_batch(batch)
+                except SinkError:
+                    raise
+                except Exception as exc:
+                    # The sink did not say where in the batch it failed.
+                    raise failed(sink, batch, 0, exc) from exc
     finally:
         await sink.close()

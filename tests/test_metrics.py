@@ -181,9 +181,9 @@ async def test_live_counts_show_at_scrape() -> None:
     registry = CollectorRegistry()
     operator = pipe.export_metrics(registry).create()
     assert isinstance(operator, ExportMetrics)
-    operator.feed(ev("stdout", "x"))
+    operator.feed([ev("stdout", "x")])
     assert scrape(registry)['eventkit_events_total{type="stdout"}'] == 1
-    operator.feed(ev("stdout", "yz"))
+    operator.feed([ev("stdout", "yz")])
     assert scrape(registry)['eventkit_events_total{type="stdout"}'] == 2
     assert scrape(registry)['eventkit_event_bytes_total{type="stdout"}'] == 3
 
@@ -193,7 +193,7 @@ async def test_counts_survive_the_operator() -> None:
     registry = CollectorRegistry()
     operator = pipe.export_metrics(registry).create()
     for event in one_run():
-        operator.feed(event)
+        operator.feed([event])
     ref = weakref.ref(operator)
     alive = scrape(registry)
     del operator

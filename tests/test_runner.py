@@ -140,14 +140,17 @@ steps = st.one_of(
 
 
 def by_hand(events: Sequence[Event], operators: Sequence[Operator]) -> list[Event]:
-    """Feed each event down the chain, then flush each operator in order."""
+    """Feed each event alone down the chain, then flush each operator in order.
+
+    The per-event reference: each operator sees one event at a time.
+    """
     out: list[Event] = []
 
     def push(index: int, event: Event) -> None:
         if index == len(operators):
             out.append(event)
             return
-        for item in operators[index].feed(event):
+        for item in operators[index].feed([event]):
             push(index + 1, item)
 
     for event in events:
@@ -195,15 +198,16 @@ async def test_sink_error() -> None:
         if len(sink.events) == 3:
             raise boom
 
-    # The third event out, e2, is released together with e3 and e4.
+    # Every event is ready at once: one batch, and the third event out, e2,
+    # comes with the rest of it.
     source = Source([out(0), out(1), out(3), out(4), out(2), out(5), out(6)])
     sink = RecordingSink(fail_on_third)
     with pytest.raises(SinkError) as caught:
         await eventkit.run(source, pipe.reorder(max_delay=None), sink=sink)
     assert boom is caught.value.__cause__
-    assert [out(2), out(3), out(4)] == caught.value.undelivered
+    assert [out(2), out(3), out(4), out(5), out(6)] == caught.value.undelivered
     assert source.closed
-    assert [out(0), out(1), out(3), out(4), out(2)] == source.events
+    assert [out(0), out(1), out(3), out(4), out(2), out(5), out(6)] == source.events
     assert sink.opened
     assert sink.closed
 

@@ -91,6 +91,9 @@ class BufferBytes:
         ValueError: If ``limit`` is below 4 or ``max_age`` is negative.
     """
 
+    #: Takes batches.
+    batched = True
+
     __slots__ = (
         "_clock",
         "_limit",
@@ -175,38 +178,47 @@ class BufferBytes:
         # loop's thread adding a buffer while another thread reads.
         return sum(pending[_SIZE] for pending in list(self._pending.values()))
 
-    def feed(self, event: Event) -> tuple[Event, ...]:
-        """Buffer ``event`` or pass it; return the chunks and events due now.
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Buffer or pass each event; return the chunks and events due now.
 
         Returns:
-            ``()`` when the event only joined a buffer; else the chunks that
-            left, followed by ``event`` itself if its type is not buffered.
+            In order: the chunks that left, and the events whose type is not
+            buffered, each after the chunks of its run that it flushed.
         """
-        type_ = event.type
-        if type_ not in self._types:
-            if self._pending:
-                return self._flush_run(event)
-            return (event,)
-        # The hot path: one lookup, a size, an append and a few integer adds;
-        # strings are joined only when a chunk leaves.
-        data = event.data
-        # data_size() inlined: the call alone would cost a tenth of this path.
-        size = len(data) if data.isascii() else len(data.encode())
-        key = (event.run, type_)
-        pending = self._pending.get(key)
-        if pending is not None:
-            total = pending[0] + size  # _SIZE
-            if total < self._limit:
-                # An empty event lands here too: it joins, counted, adding no
-                # bytes.
-                pending[0] = total
-                pending.append(event)
-                return ()
-            return self._overflow(key, pending, event, data, size, total)
-        if not size:
-            self.empty_dropped += 1
-            return ()
-        return self._start(key, event, data, size)
+        out: list[Event] = []
+        emit = out.append
+        types = self._types
+        buffers = self._pending
+        limit = self._limit
+        for event in events:
+            type_ = event.type
+            if type_ not in types:
+                if buffers:
+                    out.extend(self._flush_run(event))
+                else:
+                    emit(event)
+                continue
+            # The hot path: one lookup, a size, an append and a few integer
+            # adds; strings are joined only when a chunk leaves.
+            data = event.data
+            # data_size() inlined: the call alone would cost a tenth of this.
+            size = len(data) if data.isascii() else len(data.encode())
+            key = (event.run, type_)
+            pending = buffers.get(key)
+            if pending is not None:
+                total = pending[0] + size  # _SIZE
+                if total < limit:
+                    # An empty event lands here too: it joins, counted, adding
+                    # no bytes.
+                    pending[0] = total
+                    pending.append(event)
+                else:
+                    out.extend(self._overflow(key, pending, event, data, size, total))
+            elif size:
+                out.extend(self._start(key, event, data, size))
+            else:
+                self.empty_dropped += 1
+        return out
 
     def _overflow(
         self,
@@ -225,11 +237,11 @@ class BufferBytes:
             return (self._chunk(pending, "size"),)
         return (self._chunk(pending, "size"), *self._start(key, event, data, size))
 
-    def flush(self) -> tuple[Event, ...]:
+    def flush(self) -> list[Event]:
         """End of input: return every pending chunk, in the order buffers started."""
         if not self._pending:
-            return ()
-        chunks = tuple(self._chunk(p, "end") for p in self._pending.values())
+            return []
+        chunks = [self._chunk(p, "end") for p in self._pending.values()]
         self._pending.clear()
         self._oldest = None
         return chunks
@@ -250,11 +262,11 @@ class BufferBytes:
         started: float = oldest[_STARTED]
         return started + self._max_age
 
-    def tick(self, now: float) -> tuple[Event, ...]:
+    def tick(self, now: float) -> list[Event]:
         """Return the chunks of the buffers that have waited ``max_age`` by ``now``."""
         max_age = self._max_age
         if max_age is None or not self._pending:
-            return ()
+            return []
         due: list[_Pending] = []
         # Start order is clock order, so the due buffers are a prefix.
         for pending in self._pending.values():
@@ -266,7 +278,7 @@ class BufferBytes:
             del self._pending[first.run, first.type]
         if due:
             self._oldest = None
-        return tuple(self._chunk(p, "age") for p in due)
+        return [self._chunk(p, "age") for p in due]
 
     def _start(
         self, key: tuple[str, str], event: Event, data: str, size: int

@@ -162,17 +162,16 @@ class LogEvents(Stateless):
     #: The stage's name, as in :mod:`eventkit.pipe`.
     name = "log_events"
 
-    def emitted(self, received: int) -> int:
-        """Every event passes: return ``received`` (see ``ChainStats``)."""
-        return received
-
-    def feed(self, event: Event) -> tuple[Event, ...]:
-        """Log ``event`` if it is selected (and sampled); return ``(event,)``."""
-        if (self._types is None or event.type in self._types) and (
-            self._every == 1 or self._sampled(event.type)
-        ):
-            self._log(event)
-        return (event,)
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Log the selected (and sampled) events; return them all as they are."""
+        types = self._types
+        every = self._every
+        for event in events:
+            if (types is None or event.type in types) and (
+                every == 1 or self._sampled(event.type)
+            ):
+                self._log(event)
+        return events
 
     def _sampled(self, kind: str) -> bool:
         """Tell whether this event of ``kind`` is one of the one-in-N logged."""
@@ -264,44 +263,47 @@ class LogSummaries(LogEvents):
         # report, a straggler) must not start a summary of its own.
         self._finished: dict[str, None] = {}
 
-    def feed(self, event: Event) -> tuple[Event, ...]:
-        """Account for ``event``, log it if selected, and the summary if it ended."""
-        run = event.run
-        state = self._runs.get(run)
-        kind = event.type
-        summary = None
-        if state is not None and kind in OUTPUT_TYPES:
-            # Output, the bulk of a stream, is counted here: the same numbers
-            # the tracker would keep, at a fraction of the cost; the tracker
-            # gets everything else (and each run's first event).
-            counted = state.output.get(kind)
-            if counted is None:
-                counted = state.output[kind] = [0, 0]
-            data = event.data
-            counted[0] += 1
-            counted[1] += len(data) if data.isascii() else len(data.encode())
-            if event.timestamp > state.last:
-                state.last = event.timestamp
-            if not self._log_output:
-                return (event,)
-        else:
-            if state is None:
-                if run in self._finished:
-                    return LogEvents.feed(self, event)
-                if len(self._runs) >= self._max_runs:
-                    self._log_summary(self._forget(next(iter(self._runs))))
-                state = self._runs[run] = _Run(self._tracker())
-            summary = state.tracker.feed(event)
-        # LogEvents.feed inlined: this runs for every event.
-        if (self._types is None or kind in self._types) and (
-            self._every == 1 or self._sampled(kind)
-        ):
-            self._log(event)
-        if summary is not None:
-            del self._runs[run]
-            self._end(run)
-            self._log_summary(state.merged(summary))
-        return (event,)
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Account for the events; log the chosen ones and the ends of runs."""
+        runs = self._runs
+        types = self._types
+        every = self._every
+        log_output = self._log_output
+        for event in events:
+            run = event.run
+            state = runs.get(run)
+            kind = event.type
+            summary = None
+            if state is not None and kind in OUTPUT_TYPES:
+                # Output, the bulk of a stream, is counted here: the same
+                # numbers the tracker would keep, at a fraction of the cost;
+                # the tracker gets everything else (and each run's first event).
+                counted = state.output.get(kind)
+                if counted is None:
+                    counted = state.output[kind] = [0, 0]
+                data = event.data
+                counted[0] += 1
+                counted[1] += len(data) if data.isascii() else len(data.encode())
+                if event.timestamp > state.last:
+                    state.last = event.timestamp
+                if not log_output:
+                    continue
+            elif state is None and run in self._finished:
+                LogEvents.feed(self, [event])
+                continue
+            else:
+                if state is None:
+                    if len(runs) >= self._max_runs:
+                        self._log_summary(self._forget(next(iter(runs))))
+                    state = runs[run] = _Run(self._tracker())
+                summary = state.tracker.feed(event)
+            if (types is None or kind in types) and (every == 1 or self._sampled(kind)):
+                self._log(event)
+            if summary is not None:
+                del runs[run]
+                self._end(run)
+                self._log_summary(state.merged(summary))
+        return events
 
     def _end(self, run: str) -> None:
         """Remember that ``run`` was summarised, forgetting the oldest past 4096."""
@@ -310,11 +312,11 @@ class LogSummaries(LogEvents):
         if len(finished) > _FINISHED_RUNS:
             del finished[next(iter(finished))]
 
-    def flush(self) -> tuple[Event, ...]:
+    def flush(self) -> list[Event]:
         """End of input: log the summary of every run still in progress."""
         for run in list(self._runs):
             self._log_summary(self._forget(run))
-        return ()
+        return []
 
     def _forget(self, run: str) -> Summary:
         """Drop the run's state; return its summary so far."""

@@ -140,27 +140,26 @@ class ExportMetrics(Stateless):
     #: The stage's name, as in :mod:`eventkit.pipe`.
     name = "export_metrics"
 
-    def emitted(self, received: int) -> int:
-        """Every event passes: return ``received`` (see ``ChainStats``)."""
-        return received
-
-    def feed(self, event: Event) -> tuple[Event, ...]:
-        """Count ``event``; return ``(event,)``."""
-        kind = event.type
-        if kind in _LIFECYCLE:
-            self._lifecycle(kind, event)
-        events = self.counts.events
-        count = events.get(kind)
-        if count is None:
-            kind = _label(events, kind)
-            count = events.get(kind, 0)
-        events[kind] = count + 1
-        data = event.data
-        if data:
-            sizes = self.counts.bytes
-            size = len(data) if data.isascii() else len(data.encode())
-            sizes[kind] = sizes.get(kind, 0) + size
-        return (event,)
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Count the events; return them as they are."""
+        counts = self.counts
+        by_type = counts.events
+        sizes = counts.bytes
+        lifecycle = _LIFECYCLE
+        for event in events:
+            kind = event.type
+            if kind in lifecycle:
+                self._lifecycle(kind, event)
+            count = by_type.get(kind)
+            if count is None:
+                kind = _label(by_type, kind)
+                count = by_type.get(kind, 0)
+            by_type[kind] = count + 1
+            data = event.data
+            if data:
+                size = len(data) if data.isascii() else len(data.encode())
+                sizes[kind] = sizes.get(kind, 0) + size
+        return events
 
     def _remember(self, run: str) -> list[float | None]:
         """Return the run's ``[started, execution_time]``, bounded by ``max_runs``."""
@@ -298,33 +297,37 @@ class ExportRunMetrics(ExportMetrics):
         self._refused_runs: OrderedDict[str, None] = OrderedDict()
         self._fed = 0
 
-    def feed(self, event: Event) -> tuple[Event, ...]:
-        """Count ``event``, in the aggregates and its run's series; return it."""
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Count the events, in the aggregates and their runs' series; return them."""
         now = self.clock()
-        series = self.runs.get(event.run)
-        if series is None:
-            series = self._admit(event, now)
-        if series is not None:
-            series.last_seen = now
-            kind = event.type
-            if kind == "progress":
-                percent = event.attrs.get("percent")
-                if isinstance(percent, int | float):
-                    series.progress = min(max(float(percent) / 100.0, 0.0), 1.0)
-            else:
-                series.events += 1
-                data = event.data
-                if data:
-                    series.bytes += len(data) if data.isascii() else len(data.encode())
-                if kind in TERMINAL_TYPES and series.expires is None:
-                    series.expires = now + self.run_ttl
-        elif event.type in TERMINAL_TYPES:
-            self._refused_runs.pop(event.run, None)
-        self._fed += 1
+        runs = self.runs
+        for event in events:
+            series = runs.get(event.run)
+            if series is None:
+                series = self._admit(event, now)
+            if series is not None:
+                series.last_seen = now
+                kind = event.type
+                if kind == "progress":
+                    percent = event.attrs.get("percent")
+                    if isinstance(percent, int | float):
+                        series.progress = min(max(float(percent) / 100.0, 0.0), 1.0)
+                else:
+                    series.events += 1
+                    data = event.data
+                    if data:
+                        series.bytes += (
+                            len(data) if data.isascii() else len(data.encode())
+                        )
+                    if kind in TERMINAL_TYPES and series.expires is None:
+                        series.expires = now + self.run_ttl
+            elif event.type in TERMINAL_TYPES:
+                self._refused_runs.pop(event.run, None)
+        self._fed += len(events)
         if self._fed >= _SWEEP_EVERY:
             self._fed = 0
             self.sweep(now)
-        return super().feed(event)
+        return super().feed(events)
 
     def live(self, series: RunSeries, now: float) -> bool:
         """Tell whether ``series`` is still to be exposed at clock time ``now``."""

@@ -159,52 +159,54 @@ class TrackProgress(Stateless):
         """Number of runs with state: seen, and not completed since."""
         return len(self._runs)
 
-    def feed(self, event: Event) -> tuple[Event, ...]:
-        """Count ``event`` and return it, followed by a progress event if one is due.
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Count each event; return them, each followed by its progress event if due."""
+        out: list[Event] = []
+        emit = out.append
+        runs = self._runs
+        interval = self._interval
+        for event in events:
+            emit(event)
+            type_ = event.type
+            if type_ == _PROGRESS_TYPE:
+                continue
+            run = event.run
+            state = runs.get(run)
+            if state is None:
+                state = runs[run] = _RunState(event)
+            state.events += 1
+            state.last = event
+            if type_ in _OUTPUT_TYPES:
+                data = event.data
+                # data_size() inlined, as every output event comes this way.
+                state.bytes += len(data) if data.isascii() else len(data.encode())
+                # Cheap pre-check: most output holds neither character, and the
+                # regular expression costs far more than two substring searches.
+                if "%" in data or "/" in data:
+                    parsed = _parse(data, state.parsed)
+                    if parsed != state.parsed:
+                        state.parsed = parsed
+                        state.changed = True
+            if type_ in _TERMINAL_TYPES:
+                del runs[run]
+                emit(_report(state, event, done=True))
+            elif state.changed and (
+                state.last_report is None
+                or event.timestamp - state.last_report >= interval
+            ):
+                state.changed = False
+                state.last_report = event.timestamp
+                emit(_report(state, event, done=False))
+        return out
 
-        Returns:
-            ``(event,)`` or ``(event, progress)``.
-        """
-        type_ = event.type
-        if type_ == _PROGRESS_TYPE:
-            return (event,)
-        run = event.run
-        state = self._runs.get(run)
-        if state is None:
-            state = self._runs[run] = _RunState(event)
-        state.events += 1
-        state.last = event
-        if type_ in _OUTPUT_TYPES:
-            data = event.data
-            # data_size() inlined, as every output event comes this way.
-            state.bytes += len(data) if data.isascii() else len(data.encode())
-            # Cheap pre-check: most output holds neither character, and the
-            # regular expression costs far more than two substring searches.
-            if "%" in data or "/" in data:
-                parsed = _parse(data, state.parsed)
-                if parsed != state.parsed:
-                    state.parsed = parsed
-                    state.changed = True
-        if type_ in _TERMINAL_TYPES:
-            del self._runs[run]
-            return (event, _report(state, event, done=True))
-        if state.changed and (
-            state.last_report is None
-            or event.timestamp - state.last_report >= self._interval
-        ):
-            state.changed = False
-            state.last_report = event.timestamp
-            return (event, _report(state, event, done=False))
-        return (event,)
-
-    def flush(self) -> tuple[Event, ...]:
+    def flush(self) -> list[Event]:
         """End of input: return a final report for every run that never completed.
 
         Each follows its run's last event; runs come in the order first seen.
         """
-        reports = tuple(
+        reports = [
             _report(state, state.last, done=True) for state in self._runs.values()
-        )
+        ]
         self._runs.clear()
         return reports
 

@@ -96,6 +96,9 @@ class Reorder:
         ValueError: If ``window`` is not positive or ``max_delay`` is negative.
     """
 
+    #: Takes batches.
+    batched = True
+
     __slots__ = (
         "_arrivals",
         "_clock",
@@ -175,34 +178,32 @@ class Reorder:
             {("reorder_held_events", ()): self._held_count},
         )
 
-    def emitted(self, received: int) -> int:
-        """Return how many events came out, given how many went in.
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Take a batch; return the events it frees, in order.
 
-        Every event received is emitted, held, or dropped as a duplicate or
-        late; each hole given up adds a gap event when ``emit_gaps`` is set.
-        Lets a counting chain skip counting behind this operator (see
-        :class:`eventkit.chain.ChainStats`).
+        Call :meth:`deadline` afterwards: holding an event may set one.
         """
-        gaps = self.gaps if self._emit_gaps else 0
-        return received - self._held_count - self.duplicates - self.late + gaps
-
-    def feed(self, event: Event) -> Sequence[Event]:
-        """Take one event; return it and the held events it frees, in order.
-
-        Returns ``()`` when the event is held or dropped. Call :meth:`deadline`
-        afterwards: holding an event may set one.
-        """
-        state = self._runs.get(event.run)
-        # The hot path: the next expected event of a run with nothing held.
-        if state is not None and event.sequence == state.expected and not state.held:
-            state.expected += 1
-            if event.type in TERMINAL_TYPES:
-                self._retire(state)
-            return (event,)
-        return self._feed_slow(event, state)
+        out: list[Event] = []
+        emit = out.append
+        runs = self._runs
+        for event in events:
+            state = runs.get(event.run)
+            # The hot path: the next expected event of a run with nothing held.
+            if (
+                state is not None
+                and event.sequence == state.expected
+                and not state.held
+            ):
+                state.expected += 1
+                if event.type in TERMINAL_TYPES:
+                    self._retire(state)
+                emit(event)
+            else:
+                out.extend(self._feed_slow(event, state))
+        return out
 
     def _feed_slow(self, event: Event, state: _RunState | None) -> Sequence[Event]:
-        """Handle every case of :meth:`feed` but the hot path."""
+        """Handle every case of :meth:`feed` but the hot path, for one event."""
         run = event.run
         sequence = event.sequence
         if state is None:
@@ -267,7 +268,7 @@ class Reorder:
                 return arrival + self._max_delay
             arrivals.popleft()
 
-    def tick(self, now: float) -> Sequence[Event]:
+    def tick(self, now: float) -> list[Event]:
         """Give up the holes whose events have waited ``max_delay`` by ``now``.
 
         For every run whose longest-waiting held event arrived ``max_delay``
@@ -278,7 +279,7 @@ class Reorder:
         """
         max_delay = self._max_delay
         if max_delay is None or not self._held_count:
-            return ()
+            return []
         out: list[Event] = []
         arrivals = self._arrivals
         while arrivals:
@@ -296,7 +297,7 @@ class Reorder:
                 self._retire(state)
         return out
 
-    def flush(self) -> Sequence[Event]:
+    def flush(self) -> list[Event]:
         """End of input: give up every hole and return all held events.
 
         Runs come in order of first appearance, each in sequence order, with

@@ -50,24 +50,23 @@ class Select(Stateless):
         """Return the events dropped, as ``filtered``, for the self-metrics."""
         return Internals({"filtered": sum(list(self.dropped.values()))}, {}, {})
 
-    def feed(self, event: Event) -> tuple[Event, ...]:
-        """Return ``(event,)`` if it is selected, else ``()`` and count it."""
-        if (event.type in self.types) is self.keep:
-            return (event,)
-        self.drop(event)
-        return ()
+    def feed(self, events: list[Event]) -> list[Event]:
+        """Return the selected events, in order; count the others."""
+        types = self.types
+        kept = (
+            [event for event in events if event.type in types]
+            if self.keep
+            else [event for event in events if event.type not in types]
+        )
+        if len(kept) != len(events):
+            self._count_dropped(events)
+        return kept
 
-    def emitted(self, received: int) -> int:
-        """Return how many of ``received`` events were passed: those not dropped.
-
-        Lets a counting chain skip counting behind this operator (see
-        :class:`eventkit.chain.ChainStats`).
-        """
-        return received - sum(list(self.dropped.values()))
-
-    def drop(self, event: Event) -> None:
-        """Count ``event`` as dropped.
-
-        A fused chain tests :attr:`types` inline and calls only this.
-        """
-        self.dropped[event.type] = self.dropped.get(event.type, 0) + 1
+    def _count_dropped(self, events: list[Event]) -> None:
+        """Count the events of ``events`` that are not selected, by type."""
+        dropped = self.dropped
+        types, keep = self.types, self.keep
+        for event in events:
+            kind = event.type
+            if (kind in types) is not keep:
+                dropped[kind] = dropped.get(kind, 0) + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING
 
-from eventkit.sinks._base import Sink
+from eventkit.sinks._base import Sink, failed
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -29,6 +29,10 @@ class Collect(Sink):
         """Append ``event`` to :attr:`events`."""
         self.events.append(event)
 
+    async def send_batch(self, events: list[Event]) -> None:
+        """Append every event of the batch to :attr:`events`."""
+        self.events.extend(events)
+
     def __repr__(self) -> str:
         return f"<collect sink: {len(self.events)} events>"
 
@@ -48,6 +52,22 @@ class Call(Sink):
         # Most callbacks return None: skip the awaitable test for them.
         if result is not None and inspect.isawaitable(result):
             await result
+
+    async def send_batch(self, events: list[Event]) -> None:
+        """Call the function with each event in turn, awaiting where need be.
+
+        Raises:
+            SinkError: If the function raised; ``undelivered`` starts with the
+                event it raised for.
+        """
+        fn = self._fn
+        for index, event in enumerate(events):
+            try:
+                result = fn(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                raise failed(self, events, index, exc) from exc
 
     def __repr__(self) -> str:
         return f"<call sink {self._fn!r}>"

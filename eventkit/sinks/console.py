@@ -81,6 +81,25 @@ class ConsoleSink(Sink):
         elif kind != EventType.PROGRESS or self._show_progress:
             self._mark(event)
 
+    async def send_batch(self, events: list[Event]) -> None:
+        """Show the batch: output of one stream in a row is written at once."""
+        index, count = 0, len(events)
+        while index < count:
+            kind = events[index].type
+            if kind != EventType.STDOUT and kind != EventType.STDERR:
+                await self.send(events[index])
+                index += 1
+                continue
+            end = index + 1
+            while end < count and events[end].type == kind:
+                end += 1
+            data = "".join(event.data for event in events[index:end])
+            if kind == EventType.STDOUT:
+                self._write(self._stdout or sys.stdout, data, red=False)
+            else:
+                self._write(self._stderr or sys.stderr, data, red=self._red)
+            index = end
+
     def _write(self, file: IO[str], data: str, *, red: bool) -> None:
         # Program output goes to the file as is: rich would expand tabs and
         # strip control characters such as the \r of a progress bar.

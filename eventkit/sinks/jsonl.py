@@ -56,6 +56,19 @@ class JsonlSink(Sink):
         if event.type in TERMINAL_TYPES:
             file.flush()
 
+    async def send_batch(self, events: list[Event]) -> None:
+        """Write the batch's lines at once; flush if it ends a run."""
+        file = self._file
+        if file is None:
+            raise RuntimeError("the jsonl sink is not open")
+        lines = b"".join(map(codec.encode, events))
+        if isinstance(file, io.TextIOBase):
+            file.write(lines.decode())
+        else:
+            file.write(lines)  # type: ignore[arg-type]
+        if any(event.type in TERMINAL_TYPES for event in events):
+            file.flush()
+
     async def close(self) -> None:
         """Flush, and close the file if this sink opened it."""
         if self._file is None:

@@ -121,6 +121,9 @@ class PrometheusHTTP(Sink):
     async def send(self, event: Event) -> None:
         """Ignore ``event``: the metrics come from the registry."""
 
+    async def send_batch(self, events: list[Event]) -> None:
+        """Ignore the batch: the metrics come from the registry."""
+
     async def close(self) -> None:
         """Stop serving and free the port; nothing happens if not open."""
         server, thread = self._server, self._thread
@@ -249,6 +252,9 @@ class Pushgateway(Sink):
 
     async def send(self, event: Event) -> None:
         """Ignore ``event``: the metrics come from the registry."""
+
+    async def send_batch(self, events: list[Event]) -> None:
+        """Ignore the batch: the metrics come from the registry."""
 
     async def close(self) -> None:
         """Stop the periodic pushes and push once more; never raises for a push."""

@@ -16,6 +16,9 @@ __all__ = ["Tee", "tee"]
 class Tee(Sink):
     """Send each event to every sink, in the order given.
 
+    Batches go to each sink whole, one sink after the other (sinks must not
+    change the list they are given).
+
     Opening opens them all in order (closing those already open if one fails);
     closing closes them all, in reverse order, even if one raises. A failing
     sink stops the run like any sink failure; the sinks before it in the order
@@ -37,6 +40,11 @@ class Tee(Sink):
         """Send ``event`` to every sink."""
         for sink in self.sinks:
             await sink.send(event)
+
+    async def send_batch(self, events: list[Event]) -> None:
+        """Send the batch to every sink, one sink after the other."""
+        for sink in self.sinks:
+            await sink.send_batch(events)
 
     async def close(self) -> None:
         """Close every sink, last opened first."""

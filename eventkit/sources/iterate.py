@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+import itertools
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Final
 
 from eventkit.streams import EventStream
 
@@ -11,6 +12,9 @@ if TYPE_CHECKING:
     from eventkit.events import Event
 
 __all__ = ["iterate"]
+
+#: Events per batch handed over from an iterable in hand.
+_SLICE: Final = 1024
 
 
 class _Iterate:
@@ -27,16 +31,37 @@ class _Iterate:
             return aiter(items)
         return _from_sync(items)
 
+    def batches(self) -> AsyncIterator[list[Event]]:
+        """Yield the events in slices; an async iterable is gathered by the driver."""
+        items = self._items
+        if isinstance(items, AsyncIterable):
+            # Imported here: the driver loads with the first chain that runs.
+            from eventkit.driver import batches
+
+            return batches(items)
+        return _slices(items)
+
 
 async def _from_sync(items: Iterable[Event]) -> AsyncIterator[Event]:
     for item in items:
         yield item
 
 
+async def _slices(items: Iterable[Event]) -> AsyncIterator[list[Event]]:
+    if isinstance(items, Sequence):
+        for start in range(0, len(items), _SLICE):
+            yield list(items[start : start + _SLICE])
+        return
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, _SLICE)):
+        yield batch
+
+
 def iterate(items: Iterable[Event] | AsyncIterable[Event]) -> EventStream:
     """Return a stream of the events of an iterable or async iterable.
 
     Each iteration of the stream iterates ``items`` again: a list replays, a
-    generator is consumed once.
+    generator is consumed once. Events in hand go through a pipeline in
+    batches of up to 1,024.
     """
     return EventStream(_Iterate(items), ())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
@@ -37,33 +38,47 @@ class _JsonlSource:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
+        async with contextlib.aclosing(self.batches()) as batches:  # type: ignore[type-var]
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """Yield the events of each block read, decoded at once."""
         target = self._target
         if isinstance(target, str | os.PathLike):
             file: IO[bytes] | IO[str] = await asyncio.to_thread(Path(target).open, "rb")
             owned = True
         else:
             file, owned = target, False
+        decode = codec.decode
+        on_invalid = self._on_invalid
         try:
             lineno = 0
-            async for line in _lines(file):
-                lineno += 1
-                if not line.strip():
-                    continue
-                try:
-                    event = codec.decode(line, lineno=lineno)
-                except DecodeError as exc:
-                    if self._on_invalid is None:
-                        raise
-                    self._on_invalid(exc)
-                    continue
-                yield event
+            async for lines in _blocks(file):
+                batch: list[Event] = []
+                for line in lines:
+                    lineno += 1
+                    if not line.strip():
+                        continue
+                    try:
+                        batch.append(decode(line, lineno=lineno))
+                    except DecodeError as exc:
+                        if on_invalid is None:
+                            # What came before the bad line goes out first.
+                            if batch:
+                                yield batch
+                            raise
+                        on_invalid(exc)
+                if batch:
+                    yield batch
         finally:
             if owned:
                 file.close()
 
 
-async def _lines(file: IO[bytes] | IO[str]) -> AsyncIterator[bytes]:
-    """Yield the lines of ``file`` without their newline, reading in a thread."""
+async def _blocks(file: IO[bytes] | IO[str]) -> AsyncIterator[list[bytes]]:
+    """Yield the lines of each block of ``file``, without newlines, read in a thread."""
     rest = b""
     while True:
         block: bytes | str = await asyncio.to_thread(file.read, _BLOCK)
@@ -74,10 +89,10 @@ async def _lines(file: IO[bytes] | IO[str]) -> AsyncIterator[bytes]:
         lines = data.split(b"\n")
         lines[0] = rest + lines[0]
         rest = lines.pop()
-        for line in lines:
-            yield line
+        if lines:
+            yield lines
     if rest:
-        yield rest
+        yield [rest]
 
 
 def jsonl(

@@ -34,7 +34,7 @@ def feed_all(buffer: BufferBytes, events: Iterable[Event]) -> list[Event]:
     """Feed ``events`` one by one and collect everything emitted."""
     out: list[Event] = []
     for event in events:
-        out.extend(buffer.feed(event))
+        out.extend(buffer.feed([event]))
     return out
 
 
@@ -66,11 +66,11 @@ def test_is_an_operator() -> None:
 def test_coalesces_until_end() -> None:
     """Small events are held and leave as one chunk at the end of input."""
     buffer = BufferBytes(16)
-    assert buffer.feed(ev("stdout", "ab")) == ()
-    assert buffer.feed(ev("stdout", "cd", 1)) == ()
-    assert buffer.feed(ev("stdout", "ef", 2)) == ()
-    assert buffer.flush() == (chunk("abcdef", 0, 2, 3),)
-    assert buffer.flush() == ()
+    assert buffer.feed([ev("stdout", "ab")]) == []
+    assert buffer.feed([ev("stdout", "cd", 1)]) == []
+    assert buffer.feed([ev("stdout", "ef", 2)]) == []
+    assert buffer.flush() == [chunk("abcdef", 0, 2, 3)]
+    assert buffer.flush() == []
     assert buffer.flushed == {"size": 0, "age": 0, "terminal": 0, "end": 1}
 
 
@@ -87,10 +87,10 @@ def test_chunk_takes_first_sequence_and_timestamp() -> None:
 def test_exact_limit_flushes_at_once() -> None:
     """A buffer that reaches exactly the limit leaves at once."""
     buffer = BufferBytes(4)
-    assert buffer.feed(ev("stdout", "ab")) == ()
-    assert buffer.feed(ev("stdout", "cd", 1)) == (chunk("abcd", 0, 1, 2),)
-    assert buffer.feed(ev("stdout", "efgh", 2)) == (chunk("efgh", 2, 2, 1),)
-    assert buffer.flush() == ()
+    assert buffer.feed([ev("stdout", "ab")]) == []
+    assert buffer.feed([ev("stdout", "cd", 1)]) == [chunk("abcd", 0, 1, 2)]
+    assert buffer.feed([ev("stdout", "efgh", 2)]) == [chunk("efgh", 2, 2, 1)]
+    assert buffer.flush() == []
     assert buffer.flushed["size"] == 2
     assert buffer.splits == 0
 
@@ -98,44 +98,44 @@ def test_exact_limit_flushes_at_once() -> None:
 def test_overflow_flushes_pending_first() -> None:
     """An event that would pass the limit sends the pending buffer out first."""
     buffer = BufferBytes(5)
-    assert buffer.feed(ev("stdout", "abc")) == ()
-    assert buffer.feed(ev("stdout", "def", 1)) == (chunk("abc", 0, 0, 1),)
-    assert buffer.flush() == (chunk("def", 1, 1, 1),)
+    assert buffer.feed([ev("stdout", "abc")]) == []
+    assert buffer.feed([ev("stdout", "def", 1)]) == [chunk("abc", 0, 0, 1)]
+    assert buffer.flush() == [chunk("def", 1, 1, 1)]
 
 
 def test_overflow_into_exact_limit() -> None:
     """An event that fills a fresh buffer exactly leaves right after the old one."""
     buffer = BufferBytes(4)
-    buffer.feed(ev("stdout", "ab"))
-    assert buffer.feed(ev("stdout", "wxyz", 1)) == (
+    buffer.feed([ev("stdout", "ab")])
+    assert buffer.feed([ev("stdout", "wxyz", 1)]) == [
         chunk("ab", 0, 0, 1),
         chunk("wxyz", 1, 1, 1),
-    )
-    assert buffer.flush() == ()
+    ]
+    assert buffer.flush() == []
 
 
 def test_oversize_event_is_split() -> None:
     """An event over the limit: pending first, full pieces, last piece held."""
     buffer = BufferBytes(4)
-    buffer.feed(ev("stdout", "ab"))
-    assert buffer.feed(ev("stdout", "0123456789", 1)) == (
+    buffer.feed([ev("stdout", "ab")])
+    assert buffer.feed([ev("stdout", "0123456789", 1)]) == [
         chunk("ab", 0, 0, 1),
         chunk("0123", 1, 1, 1),
         chunk("4567", 1, 1, 1),
-    )
+    ]
     assert buffer.splits == 1
-    assert buffer.feed(ev("stdout", "X", 2)) == ()
-    assert buffer.flush() == (chunk("89X", 1, 2, 2),)
+    assert buffer.feed([ev("stdout", "X", 2)]) == []
+    assert buffer.flush() == [chunk("89X", 1, 2, 2)]
 
 
 def test_split_with_exact_last_piece_holds_nothing() -> None:
     """A split whose last piece fills the limit leaves nothing pending."""
     buffer = BufferBytes(4)
-    assert buffer.feed(ev("stdout", "01234567")) == (
+    assert buffer.feed([ev("stdout", "01234567")]) == [
         chunk("0123", 0, 0, 1),
         chunk("4567", 0, 0, 1),
-    )
-    assert buffer.flush() == ()
+    ]
+    assert buffer.flush() == []
     assert buffer.chunks == 2
 
 
@@ -145,7 +145,7 @@ def test_split_never_cuts_a_character(char: str, limit: int) -> None:
     """Pieces of multi-byte text end on character boundaries within the limit."""
     text = ("a" + char * 5) * 3
     buffer = BufferBytes(limit)
-    out = [*buffer.feed(ev("stdout", text)), *buffer.flush()]
+    out = [*buffer.feed([ev("stdout", text)]), *buffer.flush()]
     assert text == "".join(e.data for e in out)
     for piece in out:
         assert 0 < len(piece.data.encode()) <= limit
@@ -158,30 +158,30 @@ def test_split_never_cuts_a_character(char: str, limit: int) -> None:
 def test_multibyte_size_counts_bytes() -> None:
     """The limit counts UTF-8 bytes, not characters."""
     buffer = BufferBytes(4)
-    assert buffer.feed(ev("stdout", "é")) == ()
-    assert buffer.feed(ev("stdout", "é", 1)) == (chunk("éé", 0, 1, 2),)
-    assert buffer.feed(ev("stdout", "€", 2)) == ()
-    assert buffer.feed(ev("stdout", "😀", 3)) == (
+    assert buffer.feed([ev("stdout", "é")]) == []
+    assert buffer.feed([ev("stdout", "é", 1)]) == [chunk("éé", 0, 1, 2)]
+    assert buffer.feed([ev("stdout", "€", 2)]) == []
+    assert buffer.feed([ev("stdout", "😀", 3)]) == [
         chunk("€", 2, 2, 1),
         chunk("😀", 3, 3, 1),
-    )
-    assert buffer.flush() == ()
+    ]
+    assert buffer.flush() == []
 
 
 def test_empty_data_joins_pending_buffer() -> None:
     """An empty event joins a pending buffer: counted, without bytes."""
     buffer = BufferBytes(16)
-    buffer.feed(ev("stdout", "ab"))
-    assert buffer.feed(ev("stdout", "", 1)) == ()
-    assert buffer.flush() == (chunk("ab", 0, 1, 2),)
+    buffer.feed([ev("stdout", "ab")])
+    assert buffer.feed([ev("stdout", "", 1)]) == []
+    assert buffer.flush() == [chunk("ab", 0, 1, 2)]
     assert buffer.empty_dropped == 0
 
 
 def test_empty_data_without_buffer_is_dropped() -> None:
     """An empty event with nothing to join is dropped and counted."""
     buffer = BufferBytes(16)
-    assert buffer.feed(ev()) == ()
-    assert buffer.flush() == ()
+    assert buffer.feed([ev()]) == []
+    assert buffer.flush() == []
     assert buffer.empty_dropped == 1
     assert buffer.chunks == 0
 
@@ -198,11 +198,11 @@ def test_buffers_per_run_and_type() -> None:
             ev("stderr", "e2", 2),
         ],
     )
-    assert buffer.flush() == (
+    assert buffer.flush() == [
         chunk("e1e2", 0, 2, 2, type="stderr"),
         chunk("o1", 1, 1, 1),
         chunk("b1", 0, 0, 1, run="b"),
-    )
+    ]
 
 
 def test_other_type_flushes_its_run_in_start_order() -> None:
@@ -213,40 +213,40 @@ def test_other_type_flushes_its_run_in_start_order() -> None:
         [ev("stderr", "err"), ev("stdout", "b", run="b"), ev("stdout", "out", 1)],
     )
     done = ev("completed", "", 2)
-    assert buffer.feed(done) == (
+    assert buffer.feed([done]) == [
         chunk("err", 0, 0, 1, type="stderr"),
         chunk("out", 1, 1, 1),
         done,
-    )
+    ]
     assert buffer.flushed["terminal"] == 2
     # The other run's buffer was left alone.
-    assert buffer.flush() == (chunk("b", 0, 0, 1, run="b"),)
+    assert buffer.flush() == [chunk("b", 0, 0, 1, run="b")]
 
 
 def test_other_run_event_passes_without_flushing() -> None:
     """A lifecycle event of another run passes alone."""
     buffer = BufferBytes(16)
-    buffer.feed(ev("stdout", "held"))
+    buffer.feed([ev("stdout", "held")])
     started = ev("started", run="other")
-    assert buffer.feed(started) == (started,)
-    assert buffer.flush() == (chunk("held", 0, 0, 1),)
+    assert buffer.feed([started]) == [started]
+    assert buffer.flush() == [chunk("held", 0, 0, 1)]
 
 
 def test_unknown_types_pass() -> None:
     """Types outside ``types`` pass unchanged, as the same object."""
     buffer = BufferBytes(16)
     custom = ev("custom", "payload")
-    assert buffer.feed(custom)[0] is custom
-    assert buffer.flush() == ()
+    assert buffer.feed([custom])[0] is custom
+    assert buffer.flush() == []
 
 
 def test_custom_types() -> None:
     """Only the given types are buffered."""
     buffer = BufferBytes(16, types=["log"])
     stdout = ev("stdout", "out")
-    assert buffer.feed(stdout) == (stdout,)
-    assert buffer.feed(ev("log", "a", 1)) == ()
-    assert buffer.flush() == (chunk("a", 1, 1, 1, type="log"),)
+    assert buffer.feed([stdout]) == [stdout]
+    assert buffer.feed([ev("log", "a", 1)]) == []
+    assert buffer.flush() == [chunk("a", 1, 1, 1, type="log")]
 
 
 def test_max_age_flushes_on_tick() -> None:
@@ -254,17 +254,17 @@ def test_max_age_flushes_on_tick() -> None:
     clock = FakeClock(10.0)
     buffer = BufferBytes(16, max_age=2.0, clock=clock)
     assert buffer.deadline() is None
-    buffer.feed(ev("stdout", "a"))
+    buffer.feed([ev("stdout", "a")])
     clock.now = 11.0
-    buffer.feed(ev("stdout", "b", run="b"))
-    buffer.feed(ev("stdout", "c", 1))
+    buffer.feed([ev("stdout", "b", run="b")])
+    buffer.feed([ev("stdout", "c", 1)])
     assert buffer.deadline() == 12.0
-    assert buffer.tick(11.9) == ()
-    assert buffer.tick(12.0) == (chunk("ac", 0, 1, 2),)
+    assert buffer.tick(11.9) == []
+    assert buffer.tick(12.0) == [chunk("ac", 0, 1, 2)]
     assert buffer.deadline() == 13.0
-    assert buffer.tick(20.0) == (chunk("b", 0, 0, 1, run="b"),)
+    assert buffer.tick(20.0) == [chunk("b", 0, 0, 1, run="b")]
     assert buffer.deadline() is None
-    assert buffer.tick(30.0) == ()
+    assert buffer.tick(30.0) == []
     assert buffer.flushed["age"] == 2
 
 
@@ -274,11 +274,11 @@ def test_tick_flushes_every_due_buffer_in_order() -> None:
     buffer = BufferBytes(16, max_age=1.0, clock=clock)
     for now, run in [(0.0, "a"), (0.5, "b"), (3.0, "c")]:
         clock.now = now
-        buffer.feed(ev("stdout", run, run=run))
-    assert buffer.tick(2.0) == (
+        buffer.feed([ev("stdout", run, run=run)])
+    assert buffer.tick(2.0) == [
         chunk("a", 0, 0, 1, run="a"),
         chunk("b", 0, 0, 1, run="b"),
-    )
+    ]
     assert buffer.deadline() == 4.0
 
 
@@ -286,15 +286,15 @@ def test_deadline_follows_the_oldest_buffer() -> None:
     """When the oldest buffer leaves for size or a lifecycle event, the next rules."""
     clock = FakeClock()
     buffer = BufferBytes(4, max_age=5.0, clock=clock)
-    buffer.feed(ev("stdout", "ab"))
+    buffer.feed([ev("stdout", "ab")])
     clock.now = 1.0
-    buffer.feed(ev("stdout", "x", run="b"))
+    buffer.feed([ev("stdout", "x", run="b")])
     clock.now = 2.0
-    buffer.feed(ev("stdout", "y", run="c"))
+    buffer.feed([ev("stdout", "y", run="c")])
     assert buffer.deadline() == 5.0
-    buffer.feed(ev("stdout", "cd", 1))  # fills run r's buffer: it leaves for size
+    buffer.feed([ev("stdout", "cd", 1)])  # fills run r's buffer: it leaves for size
     assert buffer.deadline() == 6.0
-    buffer.feed(ev("completed", "", 1, run="b"))
+    buffer.feed([ev("completed", "", 1, run="b")])
     assert buffer.deadline() == 7.0
     buffer.flush()
     assert buffer.deadline() is None
@@ -304,13 +304,13 @@ def test_restarted_buffer_goes_to_the_back() -> None:
     """A buffer that starts again after leaving is the youngest."""
     clock = FakeClock()
     buffer = BufferBytes(4, max_age=5.0, clock=clock)
-    buffer.feed(ev("stdout", "abc"))
+    buffer.feed([ev("stdout", "abc")])
     clock.now = 1.0
-    buffer.feed(ev("stdout", "x", run="b"))
+    buffer.feed([ev("stdout", "x", run="b")])
     clock.now = 2.0
-    buffer.feed(ev("stdout", "de", 1))  # run r's buffer leaves; "de" starts a new one
+    buffer.feed([ev("stdout", "de", 1)])  # run r's buffer leaves; "de" starts a new one
     assert buffer.deadline() == 6.0
-    assert buffer.tick(6.0) == (chunk("x", 0, 0, 1, run="b"),)
+    assert buffer.tick(6.0) == [chunk("x", 0, 0, 1, run="b")]
     assert buffer.deadline() == 7.0
 
 
@@ -332,7 +332,7 @@ def test_clock_read_only_when_a_buffer_starts() -> None:
     feed_all(unaged, [ev("stdout", "a"), ev("stdout", "b", run="b")])
     assert clock.reads == 2
     assert unaged.deadline() is None
-    assert unaged.tick(1e9) == ()
+    assert unaged.tick(1e9) == []
 
 
 def test_counters() -> None:
@@ -347,10 +347,10 @@ def test_counters() -> None:
             ev("result", "", 1),  # terminal for run r
         ],
     )
-    buffer.feed(ev("stdout", "z", 2))
+    buffer.feed([ev("stdout", "z", 2)])
     clock.now = 5.0
     buffer.tick(5.0)  # run b's and run r's buffers are due
-    buffer.feed(ev("stdout", "q", 3))
+    buffer.feed([ev("stdout", "q", 3)])
     buffer.flush()
     assert buffer.flushed == {"size": 2, "age": 2, "terminal": 1, "end": 1}
     assert buffer.chunks == 6
@@ -374,9 +374,9 @@ def test_zero_max_age_is_due_at_once() -> None:
     """With max_age 0 a buffer is due as soon as it starts."""
     clock = FakeClock(3.0)
     buffer = BufferBytes(16, max_age=0, clock=clock)
-    buffer.feed(ev("stdout", "a"))
+    buffer.feed([ev("stdout", "a")])
     assert buffer.deadline() == 3.0
-    assert buffer.tick(3.0) == (chunk("a", 0, 0, 1),)
+    assert buffer.tick(3.0) == [chunk("a", 0, 0, 1)]
 
 
 # Property tests -------------------------------------------------------------
@@ -431,7 +431,7 @@ def test_chunks_preserve_bytes_within_limit(
             continue
         if item.type in BUFFERED:
             given_data[item.run, item.type].append(item.data)
-        out.extend(buffer.feed(item))
+        out.extend(buffer.feed([item]))
     out.extend(buffer.flush())
 
     chunk_data: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -474,7 +474,7 @@ def test_other_events_keep_order_behind_earlier_output(
         else:
             others_in.append(item)
             expected_before.append(fed[item.run])
-        out.extend(buffer.feed(item))
+        out.extend(buffer.feed([item]))
     out.extend(buffer.flush())
 
     others_out: list[Event] = []
@@ -514,7 +514,7 @@ def test_deadline_tracks_pending_data(
         else:
             if item.type in BUFFERED:
                 held[item.run, item.type] += len(item.data.encode())
-            account(buffer.feed(item))
+            account(buffer.feed([item]))
         deadline = buffer.deadline()
         if any(held.values()):
             assert deadline is not None

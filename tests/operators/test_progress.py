@@ -21,7 +21,7 @@ def feed_all(tracker: TrackProgress, events: Iterable[Event]) -> list[Event]:
     """Feed ``events`` one by one and collect everything emitted."""
     out: list[Event] = []
     for event in events:
-        out.extend(tracker.feed(event))
+        out.extend(tracker.feed([event]))
     return out
 
 
@@ -32,7 +32,7 @@ def reports(events: Iterable[Event]) -> list[dict[str, Any]]:
 
 def parsed(data: str) -> tuple[Any, Any, Any] | None:
     """Feed ``data`` as stdout to a fresh tracker; return what it parsed, if any."""
-    out = TrackProgress().feed(ev("stdout", data))
+    out = TrackProgress().feed([ev("stdout", data)])
     if len(out) == 1:
         return None
     attrs = out[1].attrs
@@ -44,7 +44,7 @@ def test_is_an_operator() -> None:
     tracker = TrackProgress()
     assert isinstance(tracker, Operator)
     assert tracker.deadline() is None
-    assert tracker.tick(1e9) == ()
+    assert tracker.tick(1e9) == []
 
 
 @pytest.mark.parametrize(
@@ -129,8 +129,8 @@ def test_progress_event_follows_the_change() -> None:
     tracker = TrackProgress()
     started = ev("started")
     output = ev("stdout", "Progress: 45.0% (9/20)", 1)
-    assert tracker.feed(started) == (started,)
-    out = tracker.feed(output)
+    assert tracker.feed([started]) == [started]
+    out = tracker.feed([output])
     assert out[0] is output
     assert out[1] == Event(
         type="progress",
@@ -208,7 +208,7 @@ def test_done_follows_completed() -> None:
     feed_all(tracker, [ev("started"), ev("stdout", "1/4", 1), ev("stdout", "2/4", 2)])
     assert tracker.active_runs == 1
     completed = ev("completed", "", 3)
-    out = tracker.feed(completed)
+    out = tracker.feed([completed])
     assert out[0] is completed
     assert out[1].type == "progress"
     assert (out[1].sequence, out[1].timestamp) == (3, 1003.0)
@@ -224,7 +224,7 @@ def test_done_follows_completed() -> None:
         "done": True,
     }
     assert tracker.active_runs == 0
-    assert tracker.flush() == ()
+    assert tracker.flush() == []
 
 
 def test_events_after_completed_start_fresh() -> None:
@@ -258,7 +258,7 @@ def test_flush_reports_unfinished_runs() -> None:
     ]
     assert out[1].attrs["events"] == 2
     assert tracker.active_runs == 0
-    assert tracker.flush() == ()
+    assert tracker.flush() == []
 
 
 def test_counts_bytes_of_output_only() -> None:
@@ -278,7 +278,7 @@ def test_counts_bytes_of_output_only() -> None:
 
 def test_rate_and_eta_need_elapsed_time() -> None:
     """With no time elapsed, rate and eta are None."""
-    (report,) = reports(TrackProgress().feed(ev("stdout", "25%")))
+    (report,) = reports(TrackProgress().feed([ev("stdout", "25%")]))
     assert (report["elapsed"], report["rate"], report["eta"]) == (0.0, None, None)
 
 
@@ -316,10 +316,10 @@ def test_progress_events_pass_uncounted() -> None:
     """Progress events fed back in pass untouched and are not counted."""
     tracker = TrackProgress()
     upstream = Event(type="progress", run="r", attrs={"percent": 99.0})
-    assert tracker.feed(upstream)[0] is upstream
+    assert tracker.feed([upstream])[0] is upstream
     assert tracker.active_runs == 0
-    tracker.feed(ev("stdout", "x"))
-    tracker.feed(upstream)
+    tracker.feed([ev("stdout", "x")])
+    tracker.feed([upstream])
     (final,) = tracker.flush()
     assert final.attrs["events"] == 1
 
@@ -365,7 +365,7 @@ def test_passes_every_event_and_ends_every_run(
     tracker = TrackProgress(interval=interval)
     out: list[Event] = []
     for event in stream:
-        emitted = tracker.feed(event)
+        emitted = tracker.feed([event])
         assert emitted[0] is event
         assert all(e.type == "progress" and e.run == event.run for e in emitted[1:])
         out.extend(emitted)

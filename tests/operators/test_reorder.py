@@ -31,7 +31,7 @@ def feed_all(reorder: Reorder, events: Iterable[Event]) -> list[Event]:
     """Feed ``events`` one by one and collect everything emitted."""
     emitted: list[Event] = []
     for event in events:
-        emitted.extend(reorder.feed(event))
+        emitted.extend(reorder.feed([event]))
     return emitted
 
 
@@ -56,7 +56,7 @@ def test_in_order_passthrough_returns_same_objects() -> None:
     reorder = Reorder()
     events = [out(i) for i in range(5)]
     for event in events:
-        emitted = reorder.feed(event)
+        emitted = reorder.feed([event])
         assert len(emitted) == 1
         assert event is emitted[0]
     assert reorder.held == 0
@@ -68,10 +68,10 @@ def test_simple_swap() -> None:
     """An event ahead of its turn waits for the one before it."""
     reorder = Reorder(max_delay=None)
     e0, e1, e2 = out(0), out(1), out(2)
-    assert (e0,) == tuple(reorder.feed(e0))
-    assert tuple(reorder.feed(e2)) == ()
+    assert (e0,) == tuple(reorder.feed([e0]))
+    assert tuple(reorder.feed([e2])) == ()
     assert reorder.held == 1
-    assert [e1, e2] == list(reorder.feed(e1))
+    assert [e1, e2] == list(reorder.feed([e1]))
     assert reorder.held == 0
     assert reorder.gaps == 0
 
@@ -81,19 +81,19 @@ def test_gap_by_window_overflow() -> None:
     reorder = Reorder(window=2, max_delay=None)
     assert feed_all(reorder, [out(3), out(4)]) == []
     assert reorder.held == 2
-    emitted = list(reorder.feed(out(6)))
+    emitted = list(reorder.feed([out(6)]))
     assert [gap("r", 0, 2, 1003.0), out(3), out(4)] == emitted
     assert reorder.held == 1
     assert reorder.gaps == 1
     assert reorder.missing == 3
-    assert [out(5), out(6)] == list(reorder.feed(out(5)))
+    assert [out(5), out(6)] == list(reorder.feed([out(5)]))
 
 
 def test_window_overflow_with_event_inside_hole() -> None:
     """An event inside the hole ends the hole's first part only."""
     reorder = Reorder(window=2, max_delay=None)
     assert feed_all(reorder, [out(5), out(6)]) == []
-    emitted = list(reorder.feed(out(2)))
+    emitted = list(reorder.feed([out(2)]))
     assert [gap("r", 0, 1, 1002.0), out(2)] == emitted
     assert reorder.held == 2
     assert [out(3), out(4), out(5), out(6)] == feed_all(reorder, [out(3), out(4)])
@@ -102,9 +102,9 @@ def test_window_overflow_with_event_inside_hole() -> None:
 def test_window_of_one() -> None:
     """With window=1, a second held event forces a give-up."""
     reorder = Reorder(window=1, max_delay=None)
-    assert list(reorder.feed(out(2))) == []
-    assert [gap("r", 0, 1, 1002.0), out(2)] == list(reorder.feed(out(4)))
-    assert [gap("r", 3, 3, 1004.0), out(4)] == list(reorder.feed(out(6)))
+    assert list(reorder.feed([out(2)])) == []
+    assert [gap("r", 0, 1, 1002.0), out(2)] == list(reorder.feed([out(4)]))
+    assert [gap("r", 3, 3, 1004.0), out(4)] == list(reorder.feed([out(6)]))
     assert reorder.gaps == 2
     assert reorder.missing == 3
 
@@ -114,12 +114,12 @@ def test_gap_by_max_delay() -> None:
     clock = FakeClock(10.0)
     reorder = Reorder(max_delay=2.0, clock=clock)
     assert reorder.deadline() is None
-    assert [out(0)] == list(reorder.feed(out(0)))
+    assert [out(0)] == list(reorder.feed([out(0)]))
     assert reorder.deadline() is None
-    assert list(reorder.feed(out(2))) == []
+    assert list(reorder.feed([out(2)])) == []
     assert reorder.deadline() == 12.0
     clock.now = 11.0
-    assert list(reorder.feed(out(4))) == []
+    assert list(reorder.feed([out(4)])) == []
     assert reorder.deadline() == 12.0
     assert list(reorder.tick(11.9)) == []
     assert [gap("r", 1, 1, 1002.0), out(2)] == list(reorder.tick(12.0))
@@ -127,16 +127,16 @@ def test_gap_by_max_delay() -> None:
     assert [gap("r", 3, 3, 1004.0), out(4)] == list(reorder.tick(13.5))
     assert reorder.deadline() is None
     assert reorder.held == 0
-    assert [out(5)] == list(reorder.feed(out(5)))
+    assert [out(5)] == list(reorder.feed([out(5)]))
 
 
 def test_tick_gives_up_until_oldest_is_released() -> None:
     """A late-arriving low event is released along with an older high one."""
     clock = FakeClock(0.0)
     reorder = Reorder(max_delay=1.0, clock=clock)
-    reorder.feed(out(5))
+    reorder.feed([out(5)])
     clock.now = 0.5
-    reorder.feed(out(2))
+    reorder.feed([out(2)])
     emitted = list(reorder.tick(1.0))
     assert [gap("r", 0, 1, 1002.0), out(2), gap("r", 3, 4, 1005.0), out(5)] == emitted
     assert reorder.deadline() is None
@@ -146,14 +146,14 @@ def test_tick_with_filled_hole_does_nothing() -> None:
     """Once the hole fills, the stale deadline entry is skipped."""
     clock = FakeClock(0.0)
     reorder = Reorder(max_delay=1.0, clock=clock)
-    reorder.feed(out(1))
+    reorder.feed([out(1)])
     assert reorder.deadline() == 1.0
-    assert [out(0), out(1)] == list(reorder.feed(out(0)))
+    assert [out(0), out(1)] == list(reorder.feed([out(0)]))
     assert reorder.deadline() is None
     assert list(reorder.tick(5.0)) == []
-    reorder.feed(out(3))
+    reorder.feed([out(3)])
     clock.now = 3.0
-    assert list(reorder.feed(out(5))) == []
+    assert list(reorder.feed([out(5)])) == []
     assert reorder.deadline() == 1.0
     assert [gap("r", 2, 2, 1003.0), out(3)] == list(reorder.tick(3.0))
     assert reorder.deadline() == 4.0
@@ -163,7 +163,7 @@ def test_max_delay_zero() -> None:
     """max_delay=0 makes a held event due at once."""
     clock = FakeClock(7.0)
     reorder = Reorder(max_delay=0, clock=clock)
-    reorder.feed(out(1))
+    reorder.feed([out(1)])
     assert reorder.deadline() == 7.0
     assert [gap("r", 0, 0, 1001.0), out(1)] == list(reorder.tick(7.0))
 
@@ -171,7 +171,7 @@ def test_max_delay_zero() -> None:
 def test_max_delay_none_never_sets_deadline() -> None:
     """Without max_delay, held events wait for the window or flush."""
     reorder = Reorder(max_delay=None, clock=lambda: pytest.fail("clock read"))
-    reorder.feed(out(3))
+    reorder.feed([out(3)])
     assert reorder.deadline() is None
     assert list(reorder.tick(math.inf)) == []
     assert reorder.held == 1
@@ -208,35 +208,35 @@ def test_flush_follows_first_appearance_of_runs() -> None:
 def test_start_none_learns_first_sequence() -> None:
     """With start=None, each run starts at its first event's sequence."""
     reorder = Reorder(start=None, max_delay=None)
-    assert [out(7)] == list(reorder.feed(out(7)))
-    assert [out(3, run="b")] == list(reorder.feed(out(3, run="b")))
-    assert list(reorder.feed(out(9))) == []
-    assert [out(8), out(9)] == list(reorder.feed(out(8)))
-    assert [out(4, run="b")] == list(reorder.feed(out(4, run="b")))
+    assert [out(7)] == list(reorder.feed([out(7)]))
+    assert [out(3, run="b")] == list(reorder.feed([out(3, run="b")]))
+    assert list(reorder.feed([out(9)])) == []
+    assert [out(8), out(9)] == list(reorder.feed([out(8)]))
+    assert [out(4, run="b")] == list(reorder.feed([out(4, run="b")]))
     assert reorder.gaps == 0
 
 
 def test_start_five_holds_until_five() -> None:
     """With start=5, later events wait for sequence 5; earlier ones are dropped."""
     reorder = Reorder(start=5, max_delay=None)
-    assert list(reorder.feed(out(6))) == []
-    assert list(reorder.feed(out(2))) == []
+    assert list(reorder.feed([out(6)])) == []
+    assert list(reorder.feed([out(2)])) == []
     assert reorder.duplicates == 1
-    assert [out(5), out(6)] == list(reorder.feed(out(5)))
-    assert [out(7)] == list(reorder.feed(out(7)))
+    assert [out(5), out(6)] == list(reorder.feed([out(5)]))
+    assert [out(7)] == list(reorder.feed([out(7)]))
 
 
 def test_duplicates_held_and_emitted() -> None:
     """Repeats of held or emitted sequences are dropped and counted."""
     reorder = Reorder(max_delay=None)
     feed_all(reorder, [out(0), out(1), out(3)])
-    assert list(reorder.feed(out(3))) == []
-    assert list(reorder.feed(out(1))) == []
-    assert list(reorder.feed(out(0))) == []
+    assert list(reorder.feed([out(3)])) == []
+    assert list(reorder.feed([out(1)])) == []
+    assert list(reorder.feed([out(0)])) == []
     assert reorder.duplicates == 3
     assert reorder.late == 0
     assert reorder.held == 1
-    assert [out(2), out(3)] == list(reorder.feed(out(2)))
+    assert [out(2), out(3)] == list(reorder.feed([out(2)]))
 
 
 def test_late_events_counted() -> None:
@@ -244,9 +244,9 @@ def test_late_events_counted() -> None:
     reorder = Reorder(window=1, max_delay=None)
     feed_all(reorder, [out(0), out(3), out(4)])
     assert reorder.gaps == 1
-    assert list(reorder.feed(out(1))) == []
-    assert list(reorder.feed(out(2))) == []
-    assert list(reorder.feed(out(3))) == []
+    assert list(reorder.feed([out(1)])) == []
+    assert list(reorder.feed([out(2)])) == []
+    assert list(reorder.feed([out(3)])) == []
     assert reorder.late == 2
     assert reorder.duplicates == 1
 
@@ -257,22 +257,22 @@ def test_late_record_is_bounded() -> None:
     # Every other sequence is missing: 70 holes of one sequence each.
     feed_all(reorder, [out(2 * i + 1) for i in range(71)])
     assert reorder.gaps == 70
-    reorder.feed(out(0))
+    reorder.feed([out(0)])
     assert (reorder.late, reorder.duplicates) == (0, 1)
-    reorder.feed(out(138))
+    reorder.feed([out(138)])
     assert (reorder.late, reorder.duplicates) == (1, 1)
 
 
 def test_interleaved_runs_are_independent() -> None:
     """Each run has its own expected sequence, window and holes."""
     reorder = Reorder(window=1, max_delay=None)
-    assert [out(0, run="a")] == list(reorder.feed(out(0, run="a")))
-    assert list(reorder.feed(out(1, run="b"))) == []
-    assert list(reorder.feed(out(2, run="a"))) == []
+    assert [out(0, run="a")] == list(reorder.feed([out(0, run="a")]))
+    assert list(reorder.feed([out(1, run="b")])) == []
+    assert list(reorder.feed([out(2, run="a")])) == []
     assert reorder.held == 2
-    assert [out(0, run="b"), out(1, run="b")] == list(reorder.feed(out(0, run="b")))
-    assert [out(1, run="a"), out(2, run="a")] == list(reorder.feed(out(1, run="a")))
-    assert [out(2, run="b")] == list(reorder.feed(out(2, run="b")))
+    assert [out(0, run="b"), out(1, run="b")] == list(reorder.feed([out(0, run="b")]))
+    assert [out(1, run="a"), out(2, run="a")] == list(reorder.feed([out(1, run="a")]))
+    assert [out(2, run="b")] == list(reorder.feed([out(2, run="b")]))
     assert reorder.gaps == 0
 
 
@@ -281,10 +281,10 @@ def test_completed_run_cleanup_and_late_event_dropped() -> None:
     reorder = Reorder(max_delay=None)
     done = out(2, "completed")
     assert [out(0)] == feed_all(reorder, [out(0), done])
-    assert [out(1), done] == list(reorder.feed(out(1)))
+    assert [out(1), done] == list(reorder.feed([out(1)]))
     assert reorder.held == 0
-    assert list(reorder.feed(out(1))) == []
-    assert list(reorder.feed(out(0))) == []
+    assert list(reorder.feed([out(1)])) == []
+    assert list(reorder.feed([out(0)])) == []
     assert reorder.duplicates == 2
     assert list(reorder.flush()) == []
 
@@ -293,11 +293,11 @@ def test_completed_on_fast_path_then_late_event() -> None:
     """An in-order completed event ends the run; a late event for it is late."""
     reorder = Reorder(window=1, max_delay=None)
     assert [out(0)] == feed_all(reorder, [out(0), out(2)])
-    assert [gap("r", 1, 1, 1002.0), out(2), out(3)] == list(reorder.feed(out(3)))
+    assert [gap("r", 1, 1, 1002.0), out(2), out(3)] == list(reorder.feed([out(3)]))
     done = out(4, "completed")
-    assert [done] == list(reorder.feed(done))
-    assert list(reorder.feed(out(1))) == []
-    assert list(reorder.feed(done)) == []
+    assert [done] == list(reorder.feed([done]))
+    assert list(reorder.feed([out(1)])) == []
+    assert list(reorder.feed([done])) == []
     assert (reorder.late, reorder.duplicates) == (1, 1)
     assert list(reorder.flush()) == []
 
@@ -306,10 +306,10 @@ def test_late_event_after_completion_counted_as_late() -> None:
     """A finished run keeps its given-up holes for late counting."""
     reorder = Reorder(window=1, max_delay=None)
     done = out(3, "completed")
-    assert [out(0)] == list(reorder.feed(out(0)))
-    assert list(reorder.feed(out(2))) == []
-    assert [gap("r", 1, 1, 1002.0), out(2), done] == list(reorder.feed(done))
-    assert list(reorder.feed(out(1))) == []
+    assert [out(0)] == list(reorder.feed([out(0)]))
+    assert list(reorder.feed([out(2)])) == []
+    assert [gap("r", 1, 1, 1002.0), out(2), done] == list(reorder.feed([done]))
+    assert list(reorder.feed([out(1)])) == []
     assert reorder.late == 1
 
 
@@ -318,9 +318,9 @@ def test_events_after_completed_continue_the_run() -> None:
     reorder = Reorder(max_delay=None)
     done = out(1, "completed")
     feed_all(reorder, [out(0), done])
-    assert list(reorder.feed(out(3))) == []
-    assert [out(2), out(3)] == list(reorder.feed(out(2)))
-    assert list(reorder.feed(out(0))) == []
+    assert list(reorder.feed([out(3)])) == []
+    assert [out(2), out(3)] == list(reorder.feed([out(2)]))
+    assert list(reorder.feed([out(0)])) == []
     assert reorder.duplicates == 1
 
 
@@ -328,11 +328,11 @@ def test_finished_runs_memory_is_bounded() -> None:
     """Only the last 4096 finished runs are remembered."""
     reorder = Reorder(max_delay=None)
     for i in range(4097):
-        reorder.feed(out(0, "completed", run=f"run{i}"))
+        reorder.feed([out(0, "completed", run=f"run{i}")])
     # run0 was forgotten, so its straggler starts a new run; run1 was not.
     straggler = out(0, run="run0")
-    assert [straggler] == list(reorder.feed(straggler))
-    assert list(reorder.feed(out(0, run="run1"))) == []
+    assert [straggler] == list(reorder.feed([straggler]))
+    assert list(reorder.feed([out(0, run="run1")])) == []
     assert reorder.duplicates == 1
 
 
@@ -340,7 +340,7 @@ def test_emit_gaps_false() -> None:
     """Without gap events, holes are still given up and counted."""
     reorder = Reorder(window=1, max_delay=None, emit_gaps=False)
     feed_all(reorder, [out(2)])
-    assert [out(2)] == list(reorder.feed(out(5)))
+    assert [out(2)] == list(reorder.feed([out(5)]))
     assert [out(5)] == list(reorder.flush())
     assert reorder.gaps == 2
     assert reorder.missing == 4
@@ -365,18 +365,18 @@ def test_unknown_types_are_ordered() -> None:
     """Types outside the vocabulary are ordered by sequence like any other."""
     reorder = Reorder(max_delay=None)
     odd = out(1, "custom.thing")
-    assert list(reorder.feed(odd)) == []
-    assert [out(0), odd] == list(reorder.feed(out(0)))
+    assert list(reorder.feed([odd])) == []
+    assert [out(0), odd] == list(reorder.feed([out(0)]))
 
 
 def test_stale_arrivals_are_compacted() -> None:
     """Released events do not pile up behind a long-held one without ticks."""
     clock = FakeClock()
     reorder = Reorder(max_delay=1.0, clock=clock)
-    reorder.feed(out(1, run="stuck"))
+    reorder.feed([out(1, run="stuck")])
     for i in range(0, 2000, 2):
-        reorder.feed(out(i + 1, run="busy"))
-        reorder.feed(out(i, run="busy"))
+        reorder.feed([out(i + 1, run="busy")])
+        reorder.feed([out(i, run="busy")])
     assert reorder.held == 1
     assert reorder.deadline() == 1.0
     assert len(reorder._arrivals) < 100
@@ -429,7 +429,7 @@ def test_every_event_accounted_for(
     ]
     emitted: list[Event] = []
     for event, (_, _, _, step) in zip(inputs, specs, strict=True):
-        emitted.extend(reorder.feed(event))
+        emitted.extend(reorder.feed([event]))
         # Memory stays within the window, per run.
         assert all(len(state.held) <= window for state in reorder._runs.values())
         clock.now += step

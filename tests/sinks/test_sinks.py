@@ -98,7 +98,7 @@ async def test_call_failure_stops_the_run() -> None:
     with pytest.raises(eventkit.SinkError) as info:
         await eventkit.run(sources.iterate(EVENTS), sink=sinks.call(refuse_stderr))
     assert isinstance(info.value.__cause__, RuntimeError)
-    assert [EVENTS[2]] == info.value.undelivered
+    assert EVENTS[2:] == info.value.undelivered
 
 
 # --- jsonl --------------------------------------------------------------------
