@@ -26,14 +26,15 @@ from eventkit.operators.metrics import ExportMetrics, ExportRunMetrics
 from eventkit.operators.progress import TrackProgress
 from eventkit.operators.reorder import Reorder
 from eventkit.operators.select import Select
-from eventkit.streams import Stage
+from eventkit.streams import EventStream, Stage
 from eventkit.summary import SummaryTracker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import AsyncIterable, Callable, Iterable
 
     from prometheus_client import CollectorRegistry
 
+    from eventkit.events import Event
     from eventkit.operators._base import Operator
     from eventkit.operators.log import Logger
 
@@ -42,12 +43,31 @@ __all__ = [
     "exclude",
     "export_metrics",
     "log_events",
+    "merge",
     "only",
     "reorder",
     "track_progress",
 ]
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def merge(
+    *others: AsyncIterable[Event],
+) -> Callable[[AsyncIterable[Event]], EventStream]:
+    """Merge the stream piped in with ``others``: ``source | pipe.merge(a, b)``.
+
+    See :func:`eventkit.merge`. It is not an operator: stages before it and
+    after it run as chains of their own, on each source and on the merged
+    stream.
+    """
+    # Imported here: merging needs the driver, loaded with the first chain.
+    from eventkit.merge import merge as merged
+
+    def apply(source: AsyncIterable[Event]) -> EventStream:
+        return merged(source, *others)
+
+    return apply
 
 
 def only(*types: str) -> Stage:

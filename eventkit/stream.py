@@ -23,10 +23,16 @@ __all__ = [
     "exclude",
     "export_metrics",
     "log_events",
+    "merge",
     "only",
     "reorder",
     "track_progress",
 ]
+
+
+def merge(source: AsyncIterable[Event], *others: AsyncIterable[Event]) -> EventStream:
+    """Merge ``source`` with ``others``; see :func:`eventkit.merge`."""
+    return pipe.merge(*others)(source)
 
 
 def only(source: AsyncIterable[Event], *types: str) -> EventStream:

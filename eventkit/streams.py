@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING
 
-from aiostream.core import Stream
+from aiostream.aiter_utils import AsyncIteratorContext
+from aiostream.core import Stream, Streamer, streamcontext
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -91,6 +92,22 @@ class EventStream(Stream["Event"]):
     operators, ``await`` it for the last event, iterate it inside
     ``async with xs.stream() as s``.
 
+    A plain ``async for event in xs`` works too, as the sandbox SDKs teach
+    it, without aiostream's warning: leaving the loop early (``break``, an
+    exception in its body, the consuming task cancelled) closes the source
+    as soon as the event loop runs again, as ``xs.stream()`` closes it at
+    the end of its block. A chain ending in a foreign aiostream operator
+    (``xs | aiostream.pipe.map(f)``) is an aiostream stream, not an
+    :class:`EventStream`: it follows aiostream's own rules (iterate it inside
+    ``.stream()``).
+
+    **Batches.** :meth:`batches` yields the events in lists, as they come:
+    what the driver reads, and a cheap way to consume a busy stream. A source
+    may offer batches of its own: any object with a ``batches()`` method
+    returning an async iterator of non-empty lists of events, in order; every
+    eventkit source does. Other async iterables are read event by event,
+    every event already at hand gathered into one batch.
+
     Attributes:
         source: Where the events come from.
         stages: The eventkit stages applied to it, in order.
@@ -101,12 +118,51 @@ class EventStream(Stream["Event"]):
     ) -> None:
         self.source = source
         self.stages = tuple(stages)
-        super().__init__(self._iterate)
+        # aiostream's factory is never asked: iteration goes through
+        # __aiter__ and stream() below, so nothing is made before it starts.
+        super().__init__(_nothing)
 
     def _iterate(self) -> AsyncIterator[Event]:
         if not self.stages:
-            return aiter(self.source)
+            return _entered(aiter(self.source))
         # Imported here: the driver is only needed once a chain runs.
         from eventkit.driver import events
 
         return events(self.source, [stage.create() for stage in self.stages])
+
+    def __aiter__(self) -> AsyncIterator[Event]:  # type: ignore[override]
+        """Return a fresh iteration of the stream, for a plain ``async for``."""
+        return self._iterate()
+
+    def stream(self) -> Streamer[Event]:
+        """Return a streamer context for safe iteration, aiostream's way."""
+        return streamcontext(self._iterate())
+
+    def batches(self) -> AsyncIterator[list[Event]]:
+        """Return a fresh iteration of the stream's events in batches.
+
+        Each batch is a non-empty list of the events at hand, in order; the
+        lists are the caller's. Close it (``aclose()``, or
+        :func:`contextlib.aclosing`) to stop early.
+        """
+        from eventkit.driver import batches
+
+        return batches(self)
+
+
+async def _nothing() -> AsyncIterator[Event]:
+    return
+    yield  # an async generator that yields nothing
+
+
+def _entered(iterator: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """Return ``iterator``, inside its own context if it is an aiostream streamer."""
+    if isinstance(iterator, AsyncIteratorContext):
+        return _inside(iterator)
+    return iterator
+
+
+async def _inside(streamer: AsyncIteratorContext[Event]) -> AsyncIterator[Event]:
+    async with streamer as entered:
+        async for event in entered:
+            yield event

@@ -80,6 +80,7 @@ PROMETHEUS_USERS: Final = ("eventkit.metrics", "eventkit.sinks.prometheus")
 RUNNER: Final = (
     "eventkit.chain",
     "eventkit.driver",
+    "eventkit.merge",
     "eventkit.pipe",
     "eventkit.runner",
     "eventkit.stream",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import aiostream
@@ -11,7 +13,7 @@ from prometheus_client import CollectorRegistry
 import eventkit
 from eventkit import Event, EventStream, Stage, pipe, sinks, sources
 from tests.factories import out
-from tests.scripted import collect
+from tests.scripted import WAIT, Failing, Source, collect, piped
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -135,3 +137,68 @@ def test_invalid_arguments_fail_at_once(make: Callable[[], Stage]) -> None:
     """Nonsense arguments raise ValueError when the pipe is made."""
     with pytest.raises(ValueError):  # noqa: PT011 - messages are per operator
         make()
+
+
+# A plain async for, as the SDK guides teach it
+
+
+async def spin() -> None:
+    """Let the event loop run a few rounds (finalizers, callbacks)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [pytest.param((), id="source"), pytest.param((pipe.reorder(),), id="chain")],
+)
+async def test_break_in_a_plain_async_for_closes_the_source(
+    stages: tuple[Stage, ...],
+) -> None:
+    """No warning, and the source is closed as soon as the loop runs again."""
+    source = Source([out(0), out(1), WAIT])
+    xs = piped(source, *stages)
+    async for event in xs:
+        assert out(0) == event
+        break
+    await spin()
+    assert source.closed
+
+
+async def test_an_error_in_the_loop_body_closes_the_source() -> None:
+    """An exception leaving a plain async for closes the source."""
+    source = Source([out(0), WAIT])
+
+    async def consume() -> None:
+        async for _ in piped(source, pipe.reorder()):
+            raise Failing("body")
+
+    with pytest.raises(Failing):
+        await consume()
+    await spin()
+    assert source.closed
+
+
+async def test_cancelling_the_consumer_closes_the_source() -> None:
+    """Cancelling the task running a plain async for closes the source at once."""
+    source = Source([out(0), WAIT])
+
+    async def consume() -> None:
+        async for _ in piped(source, pipe.reorder()):
+            pass
+
+    task = asyncio.create_task(consume())
+    await source.waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert source.cancelled
+    assert source.closed
+
+
+async def test_batches_of_a_stream() -> None:
+    """batches() hands over the events in lists, chain applied."""
+    xs = sources.iterate([out(1), out(0), out(2)]) | pipe.reorder(max_delay=None)
+    async with contextlib.aclosing(xs.batches()) as batches:
+        got = [batch async for batch in batches]
+    assert [[out(0), out(1), out(2)]] == got

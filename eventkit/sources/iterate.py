@@ -32,13 +32,10 @@ class _Iterate:
         return _from_sync(items)
 
     def batches(self) -> AsyncIterator[list[Event]]:
-        """Yield the events in slices; an async iterable is gathered by the driver."""
+        """Yield the events in slices; an async iterable's as they come at hand."""
         items = self._items
         if isinstance(items, AsyncIterable):
-            # Imported here: the driver loads with the first chain that runs.
-            from eventkit.driver import batches
-
-            return batches(items)
+            return EventStream(items).batches()
         return _slices(items)
 
 
