@@ -49,25 +49,18 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from eventkit.server._common import (
-    count_refusal,
-    json_error,
-    read_json,
-    unauthorized,
-)
 from eventkit.server._wire import HopxEncoder, hopx_error, iso_timestamp
 from eventkit.server.auth import api_key_of, bearer_of
-from eventkit.server.limits import (
-    RequestError,
-    TooManyRequestsError,
-    parse_hopx_execute,
-)
+from eventkit.server.errors import count_refusal, json_error, unauthorized
+from eventkit.server.limits import TooManyRequestsError
+from eventkit.server.requests import RequestError, parse_hopx_execute, read_json
 from eventkit.server.sandboxes import HOPX, SandboxGoneError, SandboxLimitError
 
 if TYPE_CHECKING:
-    from eventkit.server._common import State
-    from eventkit.server.limits import ExecuteRequest, Ticket
+    from eventkit.server.limits import Ticket
+    from eventkit.server.requests import ExecuteRequest
     from eventkit.server.sandboxes import Sandbox
+    from eventkit.server.state import State
 
 __all__ = ["add_routes"]
 

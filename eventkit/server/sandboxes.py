@@ -15,7 +15,7 @@ as queued for :class:`~eventkit.server.limits.Admission`).
 Failure behaviour:
 
 - A path that leaves the sandbox (``..``, or a symbolic link pointing out)
-  raises :exc:`~eventkit.server.limits.RequestError` before anything runs.
+  raises :exc:`~eventkit.server.requests.RequestError` before anything runs.
 - Creating more than ``max_sandboxes`` raises :exc:`SandboxLimitError`.
 - Deleting a sandbox (or closing the registry) cancels its runs first: each
   run's process group is killed and reaped (the local source's cleanup), and
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from eventkit.exceptions import EventkitError
 from eventkit.server.auth import new_token
-from eventkit.server.limits import RequestError
+from eventkit.server.requests import RequestError
 from eventkit.sources.local import local
 from eventkit.stats import server_stats
 
@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
 
     from eventkit.events import Event
-    from eventkit.server.limits import ExecuteRequest, Ticket
+    from eventkit.server.limits import Ticket
+    from eventkit.server.requests import ExecuteRequest
 
 __all__ = [
     "Registry",

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from eventkit.server.limits import Admission, ExecuteRequest, RequestError
+from eventkit.server.limits import Admission
+from eventkit.server.requests import ExecuteRequest, RequestError
 from eventkit.server.sandboxes import (
     HOPX,
     Registry,
