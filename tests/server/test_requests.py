@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import pytest
 
@@ -12,6 +13,7 @@ from eventkit.server.requests import (
     RequestError,
     parse_aicomputer_execute,
     parse_hopx_execute,
+    read_json,
 )
 
 LIMITS = Limits(max_timeout=30, max_code_bytes=100)
@@ -108,3 +110,29 @@ def test_invalid_aicomputer_bodies(body: object, expected: str) -> None:
     """AI Computer bodies are checked the same way."""
     with pytest.raises(RequestError, match=expected):
         parse_aicomputer_execute(body, LIMITS)
+
+
+class Body:
+    """A request as read_json sees it: only its body."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    async def read(self) -> bytes:
+        """Return the body."""
+        return self.raw
+
+
+async def test_read_json() -> None:
+    """A JSON body is decoded; an empty one is None only where optional."""
+    assert {"code": "1"} == await read_json(cast("Any", Body(b'{"code": "1"}')))
+    assert None is await read_json(cast("Any", Body(b" \n")), optional=True)
+    with pytest.raises(RequestError, match="a JSON request body is required"):
+        await read_json(cast("Any", Body(b"")))
+
+
+@pytest.mark.parametrize("raw", [b"{", b"\xff", b"[" * 100_000])
+async def test_read_json_refuses_what_is_not_json(raw: bytes) -> None:
+    """Broken JSON, bytes that are not UTF-8, absurd nesting: RequestError."""
+    with pytest.raises(RequestError, match="not valid JSON"):
+        await read_json(cast("Any", Body(raw)))
