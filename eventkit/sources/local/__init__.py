@@ -85,6 +85,8 @@ process that escaped the group still holds a pipe open, the stream stops
 waiting for it once nothing has arrived on it for half a second.
 """
 
+from __future__ import annotations
+
 # Eagerly, as eventkit.sources imports this package eagerly too: the function,
 # bound there after the package loads, is what ``eventkit.sources.local`` names.
 from eventkit.sources.local.source import local
