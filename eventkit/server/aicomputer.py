@@ -42,16 +42,18 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from eventkit.server._common import json_error, read_json, unauthorized
 from eventkit.server._wire import AiComputerEncoder
 from eventkit.server.auth import api_key_of, bearer_of
-from eventkit.server.limits import TooManyRequestsError, parse_aicomputer_execute
+from eventkit.server.errors import json_error, unauthorized
+from eventkit.server.limits import TooManyRequestsError
+from eventkit.server.requests import parse_aicomputer_execute, read_json
 from eventkit.server.sandboxes import AICOMPUTER, SandboxGoneError, SandboxLimitError
 
 if TYPE_CHECKING:
-    from eventkit.server._common import State
-    from eventkit.server.limits import ExecuteRequest, Ticket
+    from eventkit.server.limits import Ticket
+    from eventkit.server.requests import ExecuteRequest
     from eventkit.server.sandboxes import Sandbox
+    from eventkit.server.state import State
 
 __all__ = ["EXECUTE_OUTPUT_CAP", "add_routes"]
 
