@@ -14,7 +14,7 @@ the code runs):
 
 - ``GET /health``: ``{"status": "healthy"}``;
 - WebSocket ``/execute/stream``: one ``execute`` message in, then the frames
-  of :class:`eventkit.server._wire.HopxEncoder` out, ending with
+  of :class:`eventkit.protocol.hopx.HopxEncoder` out, ending with
   ``complete``.
 
 Failure behaviour on the WebSocket:
@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
+from eventkit.protocol.hopx import HopxEncoder, hopx_error, iso_timestamp
 from eventkit.server._common import (
     count_refusal,
     json_error,
     read_json,
     unauthorized,
 )
-from eventkit.server._wire import HopxEncoder, hopx_error, iso_timestamp
 from eventkit.server.auth import api_key_of, bearer_of
 from eventkit.server.limits import (
     RequestError,

@@ -14,11 +14,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from eventkit.events import Event
-from eventkit.exceptions import StreamClosedError
+from eventkit.exceptions import (
+    HTTPError,
+    LineTooLongError,
+    SandboxError,
+    StreamClosedError,
+)
 from eventkit.protocol import jsonl
-from eventkit.protocol.ndjson import LineTooLongError
 from eventkit.sources import http
-from eventkit.sources.http import HTTPError, SandboxError, aicomputer, ndjson
+from eventkit.sources.http import aicomputer, ndjson
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
