@@ -7,7 +7,7 @@
 - ``GET /api/v1/sandbox/{id}/status``: ``{"status": "ready"}``.
 - ``POST /api/v1/sandbox/{id}/execute/stream``: ``{"code", "timeout",
   "environment"?}`` in, an NDJSON body out
-  (:class:`eventkit.server._wire.AiComputerEncoder`), always ending with
+  (:class:`eventkit.protocol.aicomputer.AiComputerEncoder`), always ending with
   ``{"type": "completed", "data": ""}`` once the run ends.
 - ``POST /api/v1/sandbox/{id}/execute``: the same run, answered at the end
   as ``{"output", "sandbox_id", "exit_code", "success", "error"}``; its
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from eventkit.server._wire import AiComputerEncoder
+from eventkit.protocol.aicomputer import AiComputerEncoder
 from eventkit.server.auth import api_key_of, bearer_of
 from eventkit.server.errors import json_error, unauthorized
 from eventkit.server.limits import TooManyRequestsError
@@ -163,9 +163,9 @@ class _AiComputer:
                     run, ticket, max_output_bytes=self._state.limits.max_output_bytes
                 ) as events:
                     async for event in events:
-                        line = encoder.encode(event)
-                        if line:
-                            await response.write(line)
+                        lines = encoder.encode(event)
+                        if lines:
+                            await response.write(b"".join(lines))
 
             try:
                 await sandbox.guard(stream())
@@ -210,4 +210,4 @@ class _AiComputer:
 def _gone(exc: SandboxGoneError) -> bytes:
     encoder = AiComputerEncoder()
     encoder.error = str(exc)
-    return encoder.end()
+    return b"".join(encoder.end())

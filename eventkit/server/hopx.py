@@ -14,7 +14,7 @@ the code runs):
 
 - ``GET /health``: ``{"status": "healthy"}``;
 - WebSocket ``/execute/stream``: one ``execute`` message in, then the frames
-  of :class:`eventkit.server._wire.HopxEncoder` out, ending with
+  of :class:`eventkit.protocol.hopx.HopxEncoder` out, ending with
   ``complete``.
 
 Failure behaviour on the WebSocket:
@@ -53,7 +53,7 @@ import msgspec
 import structlog
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from eventkit.server._wire import HopxEncoder, hopx_error, iso_timestamp
+from eventkit.protocol.hopx import HopxEncoder, hopx_error, iso_timestamp
 from eventkit.server.auth import api_key_of, bearer_of
 from eventkit.server.errors import count_refusal, json_error, unauthorized
 from eventkit.server.limits import TooManyRequestsError
