@@ -16,14 +16,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from websockets.exceptions import InvalidStatus
 
-from eventkit.exceptions import StreamClosedError
+from eventkit.exceptions import HTTPError, StreamClosedError
 from eventkit.metrics import collector_for, source_stats
 from eventkit.server import LocalSandboxServer
 from eventkit.sources import aicomputer, local, ndjson, websocket
-from eventkit.sources.http import HTTPError
 from tests.server.conftest import KEY, Client
-from tests.sources.test_http import BODY, base, service
-from tests.sources.test_websocket import (
+from tests.sources.test_hopx import (
     COMPLETE,
     RESULT,
     Close,
@@ -33,14 +31,15 @@ from tests.sources.test_websocket import (
     serve_script,
     stdout,
 )
+from tests.sources.test_http import BODY, base, service
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from eventkit.events import Event
     from eventkit.streams import EventStream
+    from tests.sources.test_hopx import Serve
     from tests.sources.test_http import Service
-    from tests.sources.test_websocket import Serve
 
 # Fixtures of the source tests, used here by name.
 __all__ = ["base", "serve_script", "service"]

@@ -7,7 +7,7 @@
 - ``GET /api/v1/sandbox/{id}/status``: ``{"status": "ready"}``.
 - ``POST /api/v1/sandbox/{id}/execute/stream``: ``{"code", "timeout",
   "environment"?}`` in, an NDJSON body out
-  (:class:`eventkit.server._wire.AiComputerEncoder`), always ending with
+  (:class:`eventkit.protocol.aicomputer.AiComputerEncoder`), always ending with
   ``{"type": "completed", "data": ""}`` once the run ends.
 - ``POST /api/v1/sandbox/{id}/execute``: the same run, answered at the end
   as ``{"output", "sandbox_id", "exit_code", "success", "error"}``; its
@@ -42,16 +42,18 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from eventkit.server._common import json_error, read_json, unauthorized
-from eventkit.server._wire import AiComputerEncoder
+from eventkit.protocol.aicomputer import AiComputerEncoder
 from eventkit.server.auth import api_key_of, bearer_of
-from eventkit.server.limits import TooManyRequestsError, parse_aicomputer_execute
+from eventkit.server.errors import json_error, unauthorized
+from eventkit.server.limits import TooManyRequestsError
+from eventkit.server.requests import parse_aicomputer_execute, read_json
 from eventkit.server.sandboxes import AICOMPUTER, SandboxGoneError, SandboxLimitError
 
 if TYPE_CHECKING:
-    from eventkit.server._common import State
-    from eventkit.server.limits import ExecuteRequest, Ticket
+    from eventkit.server.limits import Ticket
+    from eventkit.server.requests import ExecuteRequest
     from eventkit.server.sandboxes import Sandbox
+    from eventkit.server.state import State
 
 __all__ = ["EXECUTE_OUTPUT_CAP", "add_routes"]
 
@@ -161,9 +163,9 @@ class _AiComputer:
                     run, ticket, max_output_bytes=self._state.limits.max_output_bytes
                 ) as events:
                     async for event in events:
-                        line = encoder.encode(event)
-                        if line:
-                            await response.write(line)
+                        lines = encoder.encode(event)
+                        if lines:
+                            await response.write(b"".join(lines))
 
             try:
                 await sandbox.guard(stream())
@@ -208,4 +210,4 @@ class _AiComputer:
 def _gone(exc: SandboxGoneError) -> bytes:
     encoder = AiComputerEncoder()
     encoder.error = str(exc)
-    return encoder.end()
+    return b"".join(encoder.end())

@@ -32,15 +32,12 @@ from typing import TYPE_CHECKING, Final, Self
 from aiohttp import WSCloseCode, web
 
 from eventkit.server import aicomputer, hopx
-from eventkit.server._common import (
-    State,
-    error_middleware,
-    host_middleware,
-    is_loopback,
-)
 from eventkit.server.auth import Auth
+from eventkit.server.errors import error_middleware
 from eventkit.server.limits import Admission, Limits
+from eventkit.server.loopback import host_middleware, is_loopback
 from eventkit.server.sandboxes import Registry
+from eventkit.server.state import State
 from eventkit.stats import server_stats
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ the code runs):
 
 - ``GET /health``: ``{"status": "healthy"}``;
 - WebSocket ``/execute/stream``: one ``execute`` message in, then the frames
-  of :class:`eventkit.server._wire.HopxEncoder` out, ending with
+  of :class:`eventkit.protocol.hopx.HopxEncoder` out, ending with
   ``complete``.
 
 Failure behaviour on the WebSocket:
@@ -35,43 +35,42 @@ Failure behaviour on the WebSocket:
 - The sandbox is deleted or the server shuts down mid-run: the run is
   cancelled the same way and the connection closed with 1001.
 - Anything else failing mid-run: an ``error`` frame (``INTERNAL_ERROR``)
-  and close 1011, logged.
+  and close 1011, logged with structlog (``execution_failed``, with the
+  sandbox id and the exception).
+
+Each connection's run and reader are tasks of one task group in its
+handler: neither outlives the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import structlog
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from eventkit.server._common import (
-    count_refusal,
-    json_error,
-    read_json,
-    unauthorized,
-)
-from eventkit.server._wire import HopxEncoder, hopx_error, iso_timestamp
+from eventkit.protocol.hopx import HopxEncoder, hopx_error, iso_timestamp
 from eventkit.server.auth import api_key_of, bearer_of
-from eventkit.server.limits import (
-    RequestError,
-    TooManyRequestsError,
-    parse_hopx_execute,
-)
+from eventkit.server.errors import count_refusal, json_error, unauthorized
+from eventkit.server.limits import TooManyRequestsError
+from eventkit.server.requests import RequestError, parse_hopx_execute, read_json
 from eventkit.server.sandboxes import HOPX, SandboxGoneError, SandboxLimitError
 
 if TYPE_CHECKING:
-    from eventkit.server._common import State
-    from eventkit.server.limits import ExecuteRequest, Ticket
+    from collections.abc import Coroutine
+
+    from eventkit.server.limits import Ticket
+    from eventkit.server.requests import ExecuteRequest
     from eventkit.server.sandboxes import Sandbox
+    from eventkit.server.state import State
 
 __all__ = ["add_routes"]
 
-_log: Final = logging.getLogger(__name__)
+_log: Final = structlog.get_logger("eventkit.server.hopx")
 _ENDED: Final = frozenset(
     {WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR}
 )
@@ -250,51 +249,48 @@ class _Hopx:
         request: ExecuteRequest,
         ticket: Ticket,
     ) -> None:
-        """Run while reading the socket: a close from the client stops the run."""
-        run = asyncio.create_task(
-            sandbox.guard(self._run(ws, sandbox, request, ticket))
-        )
-        reader = asyncio.create_task(_until_closed(ws))
-        try:
+        """Run while reading the socket: a close from the client stops the run.
+
+        The run and the reader are tasks of a task group: neither outlives
+        this call, however it ends (this handler cancelled included).
+        """
+        async with asyncio.TaskGroup() as tasks:
+            run = tasks.create_task(
+                _outcome(sandbox.guard(self._run(ws, sandbox, request, ticket)))
+            )
+            reader = tasks.create_task(_outcome(_until_closed(ws)))
             await asyncio.wait({run, reader}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            try:
-                # The client left (or this handler was cancelled): stop the
-                # run, which kills and reaps its process, before anything else.
-                if not run.done() and not run.cancelling():
-                    run.cancel()
+            if not run.done():
+                # The client left: stop the run, which kills and reaps its
+                # process, before anything else.
+                run.cancel()
                 await asyncio.wait({run})
-                await self._finish(ws, run, reader)
-            finally:
-                reader.cancel()
-                await asyncio.wait({reader})
-                if not reader.cancelled():
-                    reader.exception()  # retrieved: a read failure ends the talk
+            elif not run.cancelled() and run.result() is None and not ws.closed:
+                # ``complete`` is out: let the client close first, as it does
+                # once it has read it.
+                await asyncio.wait({reader}, timeout=self._state.close_timeout)
+            # Reading only watched for the end; a read that failed ended it too.
+            reader.cancel()
+        await self._finish(ws, sandbox, run)
 
     async def _finish(
         self,
         ws: web.WebSocketResponse,
-        run: asyncio.Future[None],
-        reader: asyncio.Future[None],
+        sandbox: Sandbox,
+        run: asyncio.Task[Exception | None],
     ) -> None:
         """Close the connection as the run's outcome asks."""
-        if run.cancelled():
+        if run.cancelled() or ws.closed:
             return
-        error = run.exception()
-        if ws.closed:
-            return
+        error = run.result()
         if error is None:
-            # ``complete`` is out: let the client close first, as it does
-            # once it has read it.
-            await asyncio.wait({reader}, timeout=self._state.close_timeout)
-            if not ws.closed:
-                await ws.close(code=WSCloseCode.OK)
+            await ws.close(code=WSCloseCode.OK)
         elif isinstance(error, SandboxGoneError):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=_reason(str(error)))
         elif isinstance(error, ConnectionError):
             pass  # the client went away mid-send
         else:
-            _log.error("execution failed", exc_info=error)
+            _log.error("execution_failed", sandbox=sandbox.id, exc_info=error)
             await _refuse(
                 ws, "INTERNAL_ERROR", "internal error", WSCloseCode.INTERNAL_ERROR
             )
@@ -329,6 +325,19 @@ def _parse(kind: WSMsgType, data: Any, state: State) -> ExecuteRequest:
     except (msgspec.DecodeError, UnicodeError, RecursionError):
         raise RequestError("the message is not valid JSON") from None
     return parse_hopx_execute(message, state.limits)
+
+
+async def _outcome(run: Coroutine[Any, Any, None]) -> Exception | None:
+    """Await ``run``; return the exception it raised, or None.
+
+    In a task group, a task that raises cancels the others and makes the
+    group raise; here a failure is an outcome, which the handler answers.
+    """
+    try:
+        await run
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _too_big(error: Any) -> bool:

@@ -1,17 +1,13 @@
-"""The server's limits, the validation of execute requests, and admission.
+"""The server's limits, and the admission of runs under them.
 
 :class:`Limits` holds what an operator configures (``eventkit serve`` flags).
-:func:`parse_hopx_execute` and :func:`parse_aicomputer_execute` turn a decoded
-request into an :class:`ExecuteRequest` or raise :exc:`RequestError` with a
-message meant for the client. :class:`Admission` bounds how many runs execute
-at once and how many may wait for a turn.
+:class:`Admission` bounds how many runs execute at once and how many may wait
+for a turn; a :class:`Ticket` is one run's place. The requests themselves are
+read and checked against the limits in :mod:`eventkit.server.requests`.
 
 Failure behaviour:
 
 - Invalid limits raise :exc:`ValueError` when :class:`Limits` is made.
-- Every check of a request raises :exc:`RequestError` (a :exc:`ValueError`)
-  naming the field and what was wrong; nothing is coerced silently, except a
-  ``timeout`` above ``max_timeout``, which is lowered to it.
 - :meth:`Admission.admit` raises :exc:`TooManyRequestsError` at once when all
   slots run and the queue is full: a refusal, never a wait without bound.
 """
@@ -21,49 +17,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from eventkit.exceptions import EventkitError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
     from types import TracebackType
 
 __all__ = [
-    "DEFAULT_WORKDIR",
     "MAX_TIMEOUT_ACCEPTED",
     "Admission",
-    "ExecuteRequest",
     "Limits",
-    "RequestError",
     "Ticket",
     "TooManyRequestsError",
-    "parse_aicomputer_execute",
-    "parse_hopx_execute",
+    "is_int",
+    "is_number",
 ]
 
-#: Where code runs when the request names no directory (the HOPX SDK default).
-DEFAULT_WORKDIR: Final = "/workspace"
 #: The largest ``timeout`` a request may ask for, in seconds; larger values
 #: are refused, values up to it are lowered to ``max_timeout``.
 MAX_TIMEOUT_ACCEPTED: Final = 86_400.0
-#: Bounds on the other fields, so that no request can make the server build
-#: something huge: names, languages, variables.
-_MAX_LANGUAGE: Final = 32
-_MAX_WORKDIR: Final = 4096
-_MAX_ENV_VARS: Final = 1024
-_MAX_ENV_NAME: Final = 256
-#: Characters of a rejected value quoted in an error message.
-_MAX_SHOWN: Final = 80
-
-
-class RequestError(EventkitError, ValueError):
-    """A request is invalid; the message says why, for the client."""
 
 
 class TooManyRequestsError(EventkitError):
     """Every slot runs and the queue is full: the request is refused."""
+
+
+def is_int(value: object) -> bool:
+    """Tell whether ``value`` is an integer: a count, so not a bool."""
+    # bool is an int subclass, and True is not a count.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """Tell whether ``value`` is a finite number: an integer (not a bool), a float."""
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,26 +82,26 @@ class Limits:
     max_output_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if not _is_int(self.max_concurrent) or self.max_concurrent < 1:
+        if not is_int(self.max_concurrent) or self.max_concurrent < 1:
             raise ValueError(
                 f"max_concurrent must be >= 1, not {self.max_concurrent!r}"
             )
-        if not _is_int(self.max_queue) or self.max_queue < 0:
+        if not is_int(self.max_queue) or self.max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, not {self.max_queue!r}")
         if (
-            not _is_number(self.max_timeout)
+            not is_number(self.max_timeout)
             or not 0 < self.max_timeout <= MAX_TIMEOUT_ACCEPTED
         ):
             raise ValueError(
                 f"max_timeout must be in (0, {MAX_TIMEOUT_ACCEPTED:g}] seconds, "
                 f"not {self.max_timeout!r}"
             )
-        if not _is_int(self.max_code_bytes) or self.max_code_bytes < 1:
+        if not is_int(self.max_code_bytes) or self.max_code_bytes < 1:
             raise ValueError(
                 f"max_code_bytes must be >= 1, not {self.max_code_bytes!r}"
             )
         if self.max_output_bytes is not None and (
-            not _is_int(self.max_output_bytes) or self.max_output_bytes < 0
+            not is_int(self.max_output_bytes) or self.max_output_bytes < 0
         ):
             raise ValueError(
                 f"max_output_bytes must be >= 0 or None, not {self.max_output_bytes!r}"
@@ -125,177 +115,6 @@ class Limits:
         64 KiB more leave room for the other fields.
         """
         return 6 * self.max_code_bytes + (64 << 10)
-
-
-@dataclass(frozen=True, slots=True)
-class ExecuteRequest:
-    """One validated request to run code.
-
-    Attributes:
-        code: The program.
-        language: As requested (the local executor resolves it).
-        timeout: Seconds, already lowered to ``max_timeout``.
-        env: Variables added to the program's minimal environment.
-        workdir: The directory inside the sandbox, an absolute POSIX path
-            without ``..``.
-    """
-
-    code: str
-    language: str = "python"
-    timeout: float = 60.0
-    env: Mapping[str, str] = field(default_factory=dict)
-    workdir: str = DEFAULT_WORKDIR
-
-
-def parse_hopx_execute(message: Any, limits: Limits) -> ExecuteRequest:
-    """Validate a HOPX ``execute`` message (already decoded from JSON).
-
-    Accepts the keys ``hopx-ai`` sends (``type``, ``code``, ``language``,
-    ``timeout``, ``workdir``, ``env``) and the older ``working_dir``; other
-    keys are ignored.
-
-    Raises:
-        RequestError: If the message is not an ``execute`` object or a field
-            is missing, of the wrong type, or out of range.
-    """
-    if not isinstance(message, dict):
-        raise RequestError("the message must be a JSON object")
-    kind = message.get("type")
-    if kind != "execute":
-        raise RequestError(f"unknown message type {_show(kind)}: expected 'execute'")
-    workdir = message.get("workdir")
-    if workdir is None:
-        workdir = message.get("working_dir")
-    return ExecuteRequest(
-        code=_code(message.get("code"), limits),
-        language=_language(message.get("language", "python")),
-        timeout=_timeout(message.get("timeout"), 60.0, limits),
-        env=_env(message.get("env"), "env"),
-        workdir=_workdir(workdir),
-    )
-
-
-def parse_aicomputer_execute(body: Any, limits: Limits) -> ExecuteRequest:
-    """Validate an AI Computer execute body (already decoded from JSON).
-
-    Accepts ``code``, ``timeout`` (30 s when absent, as the client's default)
-    and ``environment``; Python only, in the sandbox's ``/workspace``.
-
-    Raises:
-        RequestError: If the body is not an object or a field is missing, of
-            the wrong type, or out of range.
-    """
-    if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object")
-    if "file_path" in body and "code" not in body:
-        raise RequestError("running a file (file_path) is not supported; send code")
-    return ExecuteRequest(
-        code=_code(body.get("code"), limits),
-        timeout=_timeout(body.get("timeout"), 30.0, limits),
-        env=_env(body.get("environment"), "environment"),
-    )
-
-
-# Field checks ---------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    # bool is an int subclass, and True is not a count.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
-
-
-def _code(value: object, limits: Limits) -> str:
-    if value is None:
-        raise RequestError("code is required")
-    if not isinstance(value, str):
-        raise RequestError(f"code must be a string, not {_kind(value)}")
-    # Cheap bound first: a character is at most 4 UTF-8 bytes.
-    if len(value) * 4 > limits.max_code_bytes:
-        size = len(value.encode("utf-8", "surrogatepass"))
-        if size > limits.max_code_bytes:
-            raise RequestError(
-                f"code is {size} bytes, over the limit of {limits.max_code_bytes}"
-            )
-    return value
-
-
-def _language(value: object) -> str:
-    if not isinstance(value, str):
-        raise RequestError(f"language must be a string, not {_kind(value)}")
-    name = value.strip()
-    if not name or len(name) > _MAX_LANGUAGE:
-        raise RequestError(
-            f"language must be a short non-empty name, not {_show(value)}"
-        )
-    return name
-
-
-def _timeout(value: object, default: float, limits: Limits) -> float:
-    if value is None:
-        return min(default, limits.max_timeout)
-    if not _is_number(value):
-        raise RequestError(f"timeout must be a number of seconds, not {_show(value)}")
-    seconds = float(value)  # type: ignore[arg-type]  # checked by _is_number
-    if not 0 < seconds <= MAX_TIMEOUT_ACCEPTED:
-        raise RequestError(
-            f"timeout must be in (0, {MAX_TIMEOUT_ACCEPTED:g}] seconds, "
-            f"not {_show(value)}"
-        )
-    return min(seconds, limits.max_timeout)
-
-
-def _env(value: object, name: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise RequestError(f"{name} must be an object of strings, not {_kind(value)}")
-    if len(value) > _MAX_ENV_VARS:
-        raise RequestError(f"{name} has {len(value)} variables, over {_MAX_ENV_VARS}")
-    for key, item in value.items():
-        if (
-            not isinstance(key, str)
-            or not key
-            or len(key) > _MAX_ENV_NAME
-            or "=" in key
-            or "\0" in key
-        ):
-            raise RequestError(f"{name}: invalid variable name {_show(key)}")
-        if not isinstance(item, str) or "\0" in item:
-            raise RequestError(f"{name}[{_show(key)}] must be a string without NUL")
-    return dict(value)
-
-
-def _workdir(value: object) -> str:
-    if value is None:
-        return DEFAULT_WORKDIR
-    if not isinstance(value, str):
-        raise RequestError(f"workdir must be a string, not {_kind(value)}")
-    if not value or len(value) > _MAX_WORKDIR or "\0" in value:
-        raise RequestError(f"workdir must be a non-empty path, not {_show(value)}")
-    parts = [part for part in value.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise RequestError(f"workdir must not contain '..': {_show(value)}")
-    # A relative path is taken from the default directory, as a shell would.
-    if not value.startswith("/"):
-        parts = [DEFAULT_WORKDIR.strip("/"), *parts]
-    return "/" + "/".join(parts)
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _show(value: object) -> str:
-    """Return ``repr(value)``, cut short: error messages must stay small."""
-    text = repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
-
-
-# Admission ------------------------------------------------------------------
 
 
 class Ticket:

@@ -15,7 +15,7 @@ as queued for :class:`~eventkit.server.limits.Admission`).
 Failure behaviour:
 
 - A path that leaves the sandbox (``..``, or a symbolic link pointing out)
-  raises :exc:`~eventkit.server.limits.RequestError` before anything runs.
+  raises :exc:`~eventkit.server.requests.RequestError` before anything runs.
 - Creating more than ``max_sandboxes`` raises :exc:`SandboxLimitError`.
 - Deleting a sandbox (or closing the registry) cancels its runs first: each
   run's process group is killed and reaped (the local source's cleanup), and
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from eventkit.exceptions import EventkitError
 from eventkit.server.auth import new_token
-from eventkit.server.limits import RequestError
+from eventkit.server.requests import RequestError
 from eventkit.sources.local import local
 from eventkit.stats import server_stats
 
@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
 
     from eventkit.events import Event
-    from eventkit.server.limits import ExecuteRequest, Ticket
+    from eventkit.server.limits import Ticket
+    from eventkit.server.requests import ExecuteRequest
 
 __all__ = [
     "Registry",
@@ -119,7 +120,9 @@ class Sandbox:
         self.token_expires_at = 0.0
         self.deleted = False
         self._locks: dict[str, _DirectoryLock] = {}
-        self._runs: set[asyncio.Task[Any]] = set()
+        #: The runs going on here, each a task this sandbox owns: awaited by
+        #: its caller in guard(), cancelled and awaited by stop().
+        self._runs: set[asyncio.Task[None]] = set()
 
     def directory(self, workdir: str) -> str:
         """Return the host directory for ``workdir``, a path inside the sandbox.
@@ -185,9 +188,10 @@ class Sandbox:
             yield events
 
     async def guard(self, run: Coroutine[Any, Any, None]) -> None:
-        """Await ``run`` as a task that deleting the sandbox cancels.
+        """Await ``run`` as a task of this sandbox, which deleting it cancels.
 
-        Cancelling the caller cancels the run too.
+        The task belongs to the sandbox: :meth:`stop` cancels it and waits for
+        its end, as this call does. Cancelling the caller cancels the run too.
 
         Raises:
             SandboxGoneError: If the sandbox was deleted before the run ended.
@@ -195,7 +199,7 @@ class Sandbox:
         if self.deleted:
             run.close()
             raise SandboxGoneError(f"sandbox {self.id} was deleted")
-        task = asyncio.ensure_future(run)
+        task = asyncio.create_task(run, name=f"eventkit-server-run-{self.id}")
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
         try:
@@ -207,7 +211,10 @@ class Sandbox:
             raise
 
     async def stop(self) -> None:
-        """Cancel every run and wait until each has cleaned up."""
+        """Cancel every run and wait until each has cleaned up.
+
+        Call it once :attr:`deleted` is set, so that no run starts meanwhile.
+        """
         runs = list(self._runs)
         for task in runs:
             # Never twice: a second cancellation would cut short the local
@@ -312,6 +319,7 @@ class Registry:
         await asyncio.to_thread(shutil.rmtree, sandbox.root, True)
 
     async def close(self) -> None:
-        """Delete every sandbox."""
-        sandboxes = list(self._sandboxes.values())
-        await asyncio.gather(*(self.delete(sandbox) for sandbox in sandboxes))
+        """Delete every sandbox, at once; return when every one is gone."""
+        async with asyncio.TaskGroup() as deletions:
+            for sandbox in list(self._sandboxes.values()):
+                deletions.create_task(self.delete(sandbox))

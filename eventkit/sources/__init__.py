@@ -21,8 +21,9 @@ from eventkit.sources.jsonl import jsonl
 from eventkit.sources.local import local
 
 if typing.TYPE_CHECKING:
+    from eventkit.sources.aicomputer_api import aicomputer
     from eventkit.sources.hopx import websocket
-    from eventkit.sources.http import aicomputer, ndjson
+    from eventkit.sources.http import ndjson
     from eventkit.sources.redis import RedisStreamSource, redis_stream
 
 __all__ = [
@@ -43,7 +44,7 @@ __getattr__, __dir__ = _lazy(
     globals(),
     {
         "websocket": "eventkit.sources.hopx:websocket",
-        "aicomputer": "eventkit.sources.http:aicomputer",
+        "aicomputer": "eventkit.sources.aicomputer_api:aicomputer",
         "ndjson": "eventkit.sources.http:ndjson",
         "RedisStreamSource": "eventkit.sources.redis:RedisStreamSource",
         "redis_stream": "eventkit.sources.redis:redis_stream",

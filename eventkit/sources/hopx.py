@@ -131,7 +131,8 @@ class _WebSocketSource:
             except ConnectionClosed as exc:
                 ending = self._ending(decoder, exc, stats)
             else:
-                yield decoder.started()
+                for event in decoder.start():
+                    yield event
                 # The hot path: one recv, one decode, one yield per message.
                 # decode=False hands text messages over as UTF-8 bytes, which
                 # msgspec reads directly: no str is made for the JSON text.
@@ -167,7 +168,7 @@ class _WebSocketSource:
         code, reason = _close_of(closed, self._max_size)
         if self._on_close == "raise":
             raise StreamClosedError(code, reason) from closed
-        return decoder.closed(code, reason)
+        return decoder.abort(reason, code)
 
 
 def _close_of(closed: ConnectionClosed, max_size: int) -> tuple[int, str]:

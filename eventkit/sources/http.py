@@ -1,11 +1,13 @@
-"""Sources reading sandbox streams sent as NDJSON HTTP response bodies (aiohttp).
+"""The NDJSON-over-HTTP source, and reading any NDJSON response body (aiohttp).
 
 :func:`ndjson` reads one request's body in any dialect of
-:mod:`eventkit.protocol.ndjson`; :func:`aicomputer` makes the whole series of
-AI Computer calls (token, create, status, execute, delete) around it. Each
-iteration of the returned stream makes its requests anew, in one
-:class:`aiohttp.ClientSession` of its own, closed when the iteration ends
-however it ends (exhausted, failed, or closed early by the consumer).
+:mod:`eventkit.protocol.dialects`. The helpers it shares with the AI Computer
+client (:mod:`eventkit.sources.aicomputer_api`) are here too: the status
+check (:func:`raise_for_status`) and the reading of an accepted body through
+a decoder (:func:`read_events`). Each iteration of a returned stream makes
+its requests anew, in one :class:`aiohttp.ClientSession` of its own, closed
+when the iteration ends however it ends (exhausted, failed, or closed early
+by the consumer).
 
 Failure behaviour:
 
@@ -13,14 +15,14 @@ Failure behaviour:
 * Connection failures before the response (refused, DNS, connect timeout)
   raise aiohttp's own :exc:`aiohttp.ClientError` (or :exc:`TimeoutError`)
   from the iteration, before any event.
-* A non-2xx answer raises :exc:`HTTPError` with the status and the start of
-  the body, before any event.
+* A non-2xx answer raises :exc:`~eventkit.exceptions.HTTPError` with the
+  status and the start of the body, before any event.
 * A body that ends before the run's terminal event (``completed``,
   ``end_of_execution``), a connection lost or timed out mid-body, and a line
   longer than ``max_line``, are one case, "closed before complete": with
   ``on_close="raise"`` (the default) the iteration raises
   :exc:`~eventkit.exceptions.StreamClosedError` (code None; the cause is the
-  aiohttp or :exc:`~eventkit.protocol.ndjson.LineTooLongError` error if any);
+  aiohttp or :exc:`~eventkit.exceptions.LineTooLongError` error if any);
   with ``on_close="event"`` it yields an ``error`` event with
   ``attrs["code"] == "closed_before_complete"`` and the reason in
   ``attrs["reason"]`` (its ``data`` is what the exception would have said),
@@ -30,36 +32,18 @@ Failure behaviour:
   says how many bytes it had.
 * Lines that cannot be decoded become ``error`` events with
   ``attrs["code"] == "invalid_line"``; reading goes on.
-* :func:`aicomputer` raises :exc:`SandboxError` when the service's answers
-  make no sense or the sandbox never gets ready, and always tries to delete
-  the sandbox it created; a failure to delete is ignored and never hides the
-  error that ended the iteration.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
 import aiohttp
-import msgspec
 
-from eventkit.exceptions import (
-    HTTPError,
-    OnClose,
-    SandboxError,
-    StreamClosedError,
-)
-from eventkit.protocol.ndjson import (
-    DIALECTS,
-    MAX_LINE,
-    AiComputerDecoder,
-    LineSplitter,
-    LineTooLongError,
-    decoder_for,
-)
+from eventkit.exceptions import HTTPError, LineTooLongError, OnClose, StreamClosedError
+from eventkit.protocol.dialects import DIALECTS, decoder_for
+from eventkit.protocol.lines import MAX_LINE
 from eventkit.stats import source_stats
 from eventkit.streams import EventStream
 
@@ -67,42 +51,47 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
     from eventkit.events import Event
-    from eventkit.protocol.ndjson import Dialect, LineDecoder
+    from eventkit.protocol.dialects import Dialect
+    from eventkit.protocol.lines import LineDecoder
 
-__all__ = ["HTTPError", "SandboxError", "aicomputer", "ndjson"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "READ_ERRORS",
+    "check_on_close",
+    "describe_error",
+    "ndjson",
+    "raise_for_status",
+    "read_events",
+    "read_head",
+]
 
 _ON_CLOSE: Final = ("raise", "event")
-#: Seconds between two status polls of a sandbox that is not ready yet.
-_POLL_INTERVAL: Final = 1.0
-#: Status polls before giving up (ai-computer-client's ``wait_for_ready``).
-_POLL_TRIES: Final = 10
 #: Seconds to set up a connection.
-_CONNECT_TIMEOUT: Final = 30.0
-#: Seconds for each of AI Computer's short calls: token, create, status, delete.
-_CALL_TIMEOUT: Final = 30.0
-#: Seconds the execute stream may last beyond the run's own timeout (the
-#: margin ai-computer-client 0.1-0.3.2 gave).
-_STREAM_GRACE: Final = 30.0
+CONNECT_TIMEOUT: Final = 30.0
 #: Bytes of an error answer's body kept in :attr:`HTTPError.body`.
 _ERROR_BODY: Final = 1024
-#: Largest JSON answer read from AI Computer's short calls.
-_ANSWER_LIMIT: Final = 1 << 20
 #: What a failure reading the body may raise: aiohttp's errors (payload not
 #: complete, connection reset, read timeout) and a total timeout.
-_READ_ERRORS: Final = (aiohttp.ClientError, TimeoutError)
+READ_ERRORS: Final = (aiohttp.ClientError, TimeoutError)
 
 
-def _check_on_close(on_close: str) -> None:
+def check_on_close(on_close: str) -> None:
+    """Refuse an ``on_close`` other than ``"raise"`` and ``"event"``.
+
+    Raises:
+        ValueError: If it is neither.
+    """
     if on_close not in _ON_CLOSE:
         raise ValueError(f"on_close must be one of {_ON_CLOSE}, not {on_close!r}")
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """Return ``"<ExceptionType>: <message>"``, or the type alone without one."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _read_head(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_head(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """Return the body's first ``limit`` bytes (all of it if shorter)."""
     parts: list[bytes] = []
     size = 0
@@ -115,12 +104,18 @@ async def _read_head(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+async def raise_for_status(response: aiohttp.ClientResponse) -> None:
+    """Raise for an answer outside 2xx, with the start of its body.
+
+    Raises:
+        HTTPError: If the status is not 2xx; its ``body`` is the first KiB
+            of the answer, or empty if reading it failed.
+    """
     if 200 <= response.status < 300:
         return
     try:
-        body = await _read_head(response, _ERROR_BODY)
-    except _READ_ERRORS:
+        body = await read_head(response, _ERROR_BODY)
+    except READ_ERRORS:
         body = b""  # the status is the news; a body lost on the way is not
     raise HTTPError(
         response.method,
@@ -130,21 +125,21 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     )
 
 
-async def _stream(
+async def read_events(
     response: aiohttp.ClientResponse,
     decoder: LineDecoder,
     *,
     first: Callable[[], list[Event]],
-    max_line: int,
     on_close: str,
 ) -> AsyncIterator[Event]:
-    """Yield the events of an accepted response's NDJSON body.
+    """Yield the events of an accepted response's NDJSON body, read by ``decoder``.
 
-    ``first()`` gives the events to yield before the body (the synthetic
-    ``started``). Reading stops at the end of the body or when the decoder is
+    ``first()`` gives the events to yield before the body (the decoder's
+    ``start``). Reading stops at the end of the body or when the decoder is
     done; see the module docstring for the failures. The body counts as one
     open connection of :func:`~eventkit.stats.source_stats` ``("ndjson")``
-    while this runs.
+    while this runs, each line as a frame, each invalid line as an invalid
+    frame.
     """
     stats = source_stats("ndjson")
     stats.connections += 1
@@ -152,7 +147,6 @@ async def _stream(
     try:
         for event in first():
             yield event
-        splitter = LineSplitter(max_line)
         failure: Exception | None = None
         reason = ""
         chunks = response.content.iter_any()
@@ -161,24 +155,24 @@ async def _stream(
                 chunk = await anext(chunks)
             except StopAsyncIteration:
                 chunk = b""
-            except _READ_ERRORS as exc:
-                failure, reason = exc, _describe(exc)
-                if splitter.pending:
-                    reason += f" ({splitter.pending} bytes of an unfinished line lost)"
+            except READ_ERRORS as exc:
+                failure, reason = exc, describe_error(exc)
+                if decoder.pending:
+                    reason += f" ({decoder.pending} bytes of an unfinished line lost)"
                 break
+            lines = decoder.lines
             try:
-                lines = splitter.receive(chunk) if chunk else splitter.close()
+                # Lines after the terminal event still go to the decoder,
+                # which counts them as ignored.
+                events = decoder.receive(chunk) if chunk else decoder.close()
             except LineTooLongError as exc:
                 failure, reason = exc, str(exc)
                 break
             # Per chunk, not per line: blank lines and lines after the
             # terminal event count too, as received.
-            stats.frames += len(lines)
-            # Lines after the terminal event still go to the decoder, which
-            # counts them as ignored.
-            for line in lines:
-                for event in decoder.decode_line(line):
-                    yield event
+            stats.frames += decoder.lines - lines
+            for event in events:
+                yield event
             if not chunk:
                 break
         if decoder.finished:
@@ -187,7 +181,7 @@ async def _stream(
         reason = reason or "body ended before completed"
         if on_close == "raise":
             raise StreamClosedError(None, reason) from failure
-        for event in decoder.end(reason):
+        for event in decoder.abort(reason):
             yield event
     finally:
         stats.open_connections -= 1
@@ -234,9 +228,9 @@ class _NdjsonSource:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
-        decoder = decoder_for(self._dialect, self._run)
+        decoder = decoder_for(self._dialect, self._run, max_line=self._max_line)
         timeout = aiohttp.ClientTimeout(
-            total=self._timeout, sock_connect=_CONNECT_TIMEOUT
+            total=self._timeout, sock_connect=CONNECT_TIMEOUT
         )
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -244,13 +238,9 @@ class _NdjsonSource:
                 self._method, self._url, json=self._json, headers=self._headers
             ) as response,
         ):
-            await _raise_for_status(response)
-            events = _stream(
-                response,
-                decoder,
-                first=decoder.begin,
-                max_line=self._max_line,
-                on_close=self._on_close,
+            await raise_for_status(response)
+            events = read_events(
+                response, decoder, first=decoder.start, on_close=self._on_close
             )
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
@@ -293,7 +283,7 @@ def ndjson(
         json: The request body, sent as JSON; None sends none.
         headers: Extra request headers (e.g. ``Authorization``).
         dialect: ``"aicomputer"``, ``"e2b"`` or ``"eventkit"``; see
-            :mod:`eventkit.protocol.ndjson`.
+            :mod:`eventkit.protocol.dialects`.
         run: The run id of the events made; a fresh one per iteration when
             None. The ``eventkit`` dialect keeps its events' own.
         timeout: Seconds for the whole request, body included; None for no
@@ -313,7 +303,7 @@ def ndjson(
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}: expected one of {DIALECTS}")
-    _check_on_close(on_close)
+    check_on_close(on_close)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be positive or None, not {timeout}")
     if max_line <= 0:
@@ -332,242 +322,6 @@ def ndjson(
         timeout=timeout,
         method=verb,
         max_line=max_line,
-        on_close=on_close,
-    )
-    return EventStream(source, ())
-
-
-def _call_timeout() -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=_CALL_TIMEOUT, sock_connect=_CONNECT_TIMEOUT)
-
-
-async def _answer(
-    response: aiohttp.ClientResponse, sandbox_id: str | None = None
-) -> dict[str, Any]:
-    """Return a 2xx response's JSON object body, or raise."""
-    await _raise_for_status(response)
-    body = await _read_head(response, _ANSWER_LIMIT + 1)
-    what = f"{response.method} {response.url}"
-    if len(body) > _ANSWER_LIMIT:
-        raise SandboxError(
-            f"{what}: answer over {_ANSWER_LIMIT} bytes", sandbox_id=sandbox_id
-        )
-    try:
-        answer = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
-        raise SandboxError(
-            f"{what}: answer is not JSON: {_describe(exc)}", sandbox_id=sandbox_id
-        ) from exc
-    if not isinstance(answer, dict):
-        raise SandboxError(
-            f"{what}: answer is not a JSON object", sandbox_id=sandbox_id
-        )
-    return answer
-
-
-async def _token(session: aiohttp.ClientSession, base: str) -> str:
-    async with session.post(f"{base}/dev/token", timeout=_call_timeout()) as response:
-        answer = await _answer(response)
-    token = answer.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise SandboxError(f"POST {base}/dev/token: no access_token in the answer")
-    return token
-
-
-async def _create(
-    session: aiohttp.ClientSession, base: str, auth: Mapping[str, str]
-) -> str:
-    url = f"{base}/api/v1/sandbox/create"
-    async with session.post(url, headers=auth, timeout=_call_timeout()) as response:
-        answer = await _answer(response)
-    sandbox_id = answer.get("sandbox_id")
-    if not isinstance(sandbox_id, str) or not sandbox_id:
-        raise SandboxError(f"POST {url}: no sandbox_id in the answer")
-    return sandbox_id
-
-
-async def _wait_ready(
-    session: aiohttp.ClientSession,
-    base: str,
-    sandbox_id: str,
-    auth: Mapping[str, str],
-) -> None:
-    """Poll the sandbox's status until it is ready, as ``wait_for_ready`` does.
-
-    A non-2xx answer, an unreadable one or a connection failure counts as
-    "not ready yet", like in ai-computer-client 0.3.4.
-    """
-    url = f"{base}/api/v1/sandbox/{quote(sandbox_id, safe='')}/status"
-    last = "no answer"
-    status: str | None = None
-    for attempt in range(_POLL_TRIES):
-        if attempt:
-            await asyncio.sleep(_POLL_INTERVAL)
-        try:
-            async with session.get(
-                url, headers=auth, timeout=_call_timeout()
-            ) as response:
-                answer = await _answer(response, sandbox_id)
-        except (HTTPError, SandboxError, *_READ_ERRORS) as exc:
-            last = _describe(exc)
-            continue
-        reported = answer.get("status")
-        status = reported.lower() if isinstance(reported, str) else None
-        if status in ("ready", "running"):
-            return
-        if status == "error":
-            error = answer.get("error", "Unknown error initializing sandbox")
-            raise SandboxError(
-                f"sandbox {sandbox_id} failed: {error}",
-                sandbox_id=sandbox_id,
-                status=reported,
-            )
-        last = f"status {reported!r}"
-    raise SandboxError(
-        f"sandbox {sandbox_id} not ready after {_POLL_TRIES} tries ({last})",
-        sandbox_id=sandbox_id,
-        status=status,
-    )
-
-
-async def _delete(
-    session: aiohttp.ClientSession,
-    base: str,
-    sandbox_id: str,
-    auth: Mapping[str, str],
-) -> None:
-    """Delete the sandbox, best effort: any failure is ignored."""
-    url = f"{base}/api/v1/sandbox/{quote(sandbox_id, safe='')}"
-    # Exception, not BaseException: a cancellation still goes through.
-    with contextlib.suppress(Exception):
-        async with session.delete(url, headers=auth, timeout=_call_timeout()):
-            pass
-
-
-class _AiComputerSource:
-    __slots__ = ("_base", "_code", "_env", "_on_close", "_run", "_timeout", "_token")
-
-    def __init__(
-        self,
-        base_url: str,
-        code: str,
-        *,
-        token: str | None,
-        timeout: int,
-        env: Mapping[str, str] | None,
-        run: str | None,
-        on_close: str,
-    ) -> None:
-        self._base = base_url.rstrip("/")
-        self._code = code
-        self._token = token
-        self._timeout = timeout
-        self._env = dict(env) if env else None
-        self._run = run
-        self._on_close = on_close
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Event]:
-        base = self._base
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            token = self._token
-            if token is None:
-                token = await _token(session, base)
-            auth = {"Authorization": f"Bearer {token}"}
-            sandbox_id = await _create(session, base, auth)
-            try:
-                await _wait_ready(session, base, sandbox_id, auth)
-                body: dict[str, Any] = {"code": self._code, "timeout": self._timeout}
-                if self._env:
-                    body["environment"] = self._env
-                url = (
-                    f"{base}/api/v1/sandbox/{quote(sandbox_id, safe='')}/execute/stream"
-                )
-                stream_timeout = aiohttp.ClientTimeout(
-                    total=self._timeout + _STREAM_GRACE, sock_connect=_CONNECT_TIMEOUT
-                )
-                decoder = AiComputerDecoder(self._run)
-                async with session.post(
-                    url, json=body, headers=auth, timeout=stream_timeout
-                ) as response:
-                    await _raise_for_status(response)
-                    events = _stream(
-                        response,
-                        decoder,
-                        first=lambda: [decoder.started({"sandbox_id": sandbox_id})],
-                        max_line=MAX_LINE,
-                        on_close=self._on_close,
-                    )
-                    async with contextlib.aclosing(events):  # type: ignore[type-var]
-                        async for event in events:
-                            yield event
-            finally:
-                await _delete(session, base, sandbox_id, auth)
-
-
-def aicomputer(
-    base_url: str,
-    code: str,
-    *,
-    token: str | None = None,
-    timeout: int = 30,
-    env: Mapping[str, str] | None = None,
-    run: str | None = None,
-    on_close: OnClose = "raise",
-) -> EventStream:
-    """Return a stream of the events of running ``code`` in an AI Computer sandbox.
-
-    Each iteration makes the calls of ``ai-computer-client`` 0.3.4, in one
-    :class:`aiohttp.ClientSession`:
-
-    1. ``POST /dev/token`` when ``token`` is None, for a development token;
-    2. ``POST /api/v1/sandbox/create`` for a sandbox id;
-    3. ``GET /api/v1/sandbox/{id}/status`` until the status is ``ready`` or
-       ``running`` (any case): at most 10 tries, 1 s apart; ``error`` fails
-       at once;
-    4. ``POST /api/v1/sandbox/{id}/execute/stream`` with ``{"code",
-       "timeout"}`` (and ``"environment"`` when ``env`` is given), whose
-       NDJSON body is decoded by
-       :class:`~eventkit.protocol.ndjson.AiComputerDecoder`;
-    5. ``DELETE /api/v1/sandbox/{id}`` when the iteration ends, however it
-       ends (best effort: a failure here is ignored).
-
-    Calls 2-5 carry ``Authorization: Bearer <token>``. The first event is a
-    synthetic ``started`` (made when the execute call is accepted) with
-    ``attrs["sandbox_id"]``. The execute call may take ``timeout`` + 30 s in
-    all; each other call 30 s.
-
-    Args:
-        base_url: The service, e.g. ``"http://api.aicomputer.dev"``.
-        code: The Python code to run.
-        token: A bearer token; None asks ``/dev/token`` for one.
-        timeout: The run's time limit in seconds, sent to the server.
-        env: Environment variables for the run.
-        run: The run id of the events; a fresh one per iteration when None.
-        on_close: What a body ending before ``completed`` does: ``"raise"``
-            :exc:`~eventkit.exceptions.StreamClosedError`, or ``"event"``:
-            yield an ``error`` and a failed ``completed`` event.
-
-    Returns:
-        The stream; nothing is sent before it is iterated.
-
-    Raises:
-        ValueError: If an argument is invalid (checked here, not when
-            iterating).
-    """
-    _check_on_close(on_close)
-    if not timeout > 0:
-        raise ValueError(f"timeout must be positive, not {timeout}")
-    source = _AiComputerSource(
-        base_url,
-        code,
-        token=token,
-        timeout=timeout,
-        env=env,
-        run=run,
         on_close=on_close,
     )
     return EventStream(source, ())

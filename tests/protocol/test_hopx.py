@@ -1,4 +1,4 @@
-"""Tests for :mod:`eventkit.protocol.hopx`."""
+"""Tests for :mod:`eventkit.protocol.hopx`: the decoder, the encoder, the helpers."""
 
 from __future__ import annotations
 
@@ -11,21 +11,27 @@ from hypothesis import example, given, strategies as st
 
 from eventkit.events import Event
 from eventkit.protocol.hopx import (
+    MAX_FRAME_BYTES,
     MAX_INVALID_TEXT,
     HopxDecoder,
+    HopxEncoder,
     agent_url,
     execute_message,
+    iso_timestamp,
     parse_timestamp,
 )
+from tests.factories import ev
 
 #: The local clock of every decoder here: events without a wire time get it.
 NOW = 42.0
+#: The time of every event encoded here.
+T = 1_763_634_600.123456
 
 
 def decoder() -> HopxDecoder:
     """Return a decoder for run ``r`` on the fake clock, past ``started``."""
     decoding = HopxDecoder("r", clock=lambda: NOW)
-    decoding.started()
+    decoding.start()
     return decoding
 
 
@@ -67,7 +73,7 @@ EXAMPLES = [
 def test_protocol_examples_decode_exactly() -> None:
     """The documented messages make exactly these events, in this order."""
     decoding = HopxDecoder("r", clock=lambda: NOW)
-    events = [decoding.started()]
+    events = decoding.start()
     for frame in EXAMPLES:
         events.extend(decoding.receive(frame))
     expected = [
@@ -111,7 +117,8 @@ def test_protocol_examples_decode_exactly() -> None:
     ]
     assert expected == events
     assert decoding.finished
-    assert (decoding.invalid_frames, decoding.ignored_after_complete) == (0, 0)
+    assert (decoding.invalid_frames, decoding.ignored) == (0, 0)
+    assert decoding.frames == len(EXAMPLES)
 
 
 def test_example_timestamps_as_numbers() -> None:
@@ -125,7 +132,7 @@ def test_started_is_sequence_zero() -> None:
     """``started`` is the run's first event, on the local clock, without attrs."""
     decoding = HopxDecoder("run-7", clock=lambda: 5.0)
     expected = Event(type="started", timestamp=5.0, sequence=0, run="run-7")
-    assert expected == decoding.started()
+    assert [expected] == decoding.start()
     assert not decoding.finished
 
 
@@ -133,7 +140,7 @@ def test_fresh_run_ids() -> None:
     """Without a run id each decoder gets a fresh one."""
     first, second = HopxDecoder(), HopxDecoder()
     assert first.run != second.run
-    assert first.run == first.started().run
+    assert first.run == first.start()[0].run
 
 
 # execute_message -------------------------------------------------------------
@@ -372,6 +379,16 @@ def test_invalid_frames_do_not_stop_the_run() -> None:
     assert (event.type, event.data, event.sequence) == ("stdout", "ok", 2)
 
 
+def test_close_makes_nothing_and_frames_count_every_message() -> None:
+    """Messages are whole: close() has nothing left; every message is a frame."""
+    decoding = decoder()
+    for frame in ["", "garbage", '{"type": "stdout"}']:
+        decoding.receive(frame)
+    assert decoding.close() == []
+    assert (decoding.frames, decoding.invalid_frames) == (3, 1)
+    assert not decoding.done
+
+
 def test_invalid_frame_text_is_cut_to_64_kib() -> None:
     """The text kept from an invalid message is at most 64 KiB, whole characters."""
     decoding = decoder()
@@ -482,16 +499,18 @@ def test_frames_after_complete_are_ignored() -> None:
     assert decoding.receive('{"type": "stdout", "data": "late"}') == []
     assert decoding.receive("garbage") == []
     assert decoding.receive('{"type": "complete", "success": true}') == []
-    assert decoding.ignored_after_complete == 3
+    assert decoding.ignored == 3
+    assert decoding.frames == 4
     assert decoding.invalid_frames == 0
-    assert decoding.closed(1000, "") == []
+    assert decoding.done
+    assert decoding.abort("", 1000) == []
 
 
-def test_closed_before_complete() -> None:
+def test_abort_before_complete() -> None:
     """A close before ``complete``: an error, then a failed ``completed``."""
     decoding = decoder()
     decoding.receive('{"type": "stdout", "data": "x"}')
-    events = decoding.closed(1011, "internal error")
+    events = decoding.abort("internal error", 1011)
     assert [
         Event(
             type="error",
@@ -515,13 +534,13 @@ def test_closed_before_complete() -> None:
         ),
     ] == events
     assert decoding.finished
-    assert decoding.closed(1011, "again") == []
+    assert decoding.abort("again", 1011) == []
     assert decoding.receive('{"type": "stdout"}') == []
 
 
-def test_closed_without_code_or_reason() -> None:
+def test_abort_without_code_or_reason() -> None:
     """Without a code or reason the message says only that it closed."""
-    (error, _) = decoder().closed(None, "")
+    (error, _) = decoder().abort("")
     assert error.data == "stream closed before the run completed"
     assert (error.attrs) == {
         "code": "closed_before_complete",
@@ -591,3 +610,89 @@ def test_objects_make_one_event_and_lose_no_key(
         assert frame["sequence"] == event.attrs["server_sequence"]
     expected_type = "completed" if kind == "complete" else kind
     assert expected_type == event.type
+
+
+# Encoding ----------------------------------------------------------------------
+
+
+def test_iso_timestamp_round_trips() -> None:
+    """Timestamps are RFC 3339 with Z and read back to the microsecond."""
+    text = iso_timestamp(T)
+    assert text.endswith("Z")
+    assert "2025-11-20T10:30:00.123456Z" == text
+    assert abs(T - (parse_timestamp(text) or 0)) < 1e-6
+
+
+def test_hopx_lifecycle_frames() -> None:
+    """A whole run: no started frame, numbered output, result, complete."""
+    encoder = HopxEncoder()
+    frames = [
+        json.loads(frame)
+        for event in (
+            ev("started", timestamp=T, pid=1),
+            ev("stdout", "a\n", timestamp=T),
+            ev("stderr", "b\n", timestamp=T),
+            ev("result", timestamp=T, exit_code=0, execution_time=0.5),
+            ev("completed", timestamp=T, success=True),
+        )
+        for frame in encoder.encode(event)
+    ]
+    stamp = iso_timestamp(T)
+    assert [
+        {"type": "stdout", "data": "a\n", "timestamp": stamp, "sequence": 0},
+        {"type": "stderr", "data": "b\n", "timestamp": stamp, "sequence": 1},
+        {"type": "result", "exit_code": 0, "execution_time": 0.5, "timestamp": stamp},
+        {"type": "complete", "success": True},
+    ] == frames
+
+
+def test_hopx_frames_stay_under_one_mebibyte() -> None:
+    """Output whose JSON form is six times its size is split under 1 MiB."""
+    data = "\x01" * (1 << 20)  # each character is "\\u0001" in JSON
+    frames = HopxEncoder().encode(ev("stdout", data, timestamp=T))
+    assert len(frames) > 1
+    assert all(len(frame) < MAX_FRAME_BYTES for frame in frames)
+    decoded = [json.loads(frame) for frame in frames]
+    assert data == "".join(f["data"] for f in decoded)
+    assert list(range(len(frames))) == [f["sequence"] for f in decoded]
+
+
+def test_hopx_limits_and_errors_become_error_frames() -> None:
+    """Limits and executor errors map onto HOPX error codes."""
+    encoder = HopxEncoder()
+    codes = [
+        json.loads(encoder.encode(event)[0])["code"]
+        for event in (
+            ev("resource_limit", "timed out", timestamp=T, limit="timeout"),
+            ev("resource_limit", "too much", timestamp=T, limit="output"),
+            ev("resource_limit", "too big", timestamp=T, limit="memory"),
+            ev("error", "no such language", timestamp=T, code="language_unavailable"),
+            ev("error", "fork failed", timestamp=T, code="spawn_failed"),
+        )
+    ]
+    assert [
+        "EXECUTION_TIMEOUT",
+        "OUTPUT_LIMIT",
+        "MEMORY_LIMIT",
+        "LANGUAGE_UNAVAILABLE",
+        "EXECUTION_FAILED",
+    ] == codes
+
+
+def test_hopx_frames_decode_with_eventkit() -> None:
+    """eventkit's own HOPX decoder reads what the encoder writes."""
+    encoder, decoding = HopxEncoder(), HopxDecoder()
+    events = [
+        decoded
+        for event in (
+            ev("stdout", "x", timestamp=T),
+            ev("result", timestamp=T, exit_code=3, execution_time=0.1),
+            ev("completed", timestamp=T, success=False),
+        )
+        for frame in encoder.encode(event)
+        for decoded in decoding.receive(frame)
+    ]
+    assert ["stdout", "result", "completed"] == [e.type for e in events]
+    assert T == events[0].timestamp
+    assert 0 == events[0].attrs["server_sequence"]
+    assert decoding.finished

@@ -1,4 +1,4 @@
-"""Tests for :mod:`eventkit.protocol.jsonl`."""
+"""Tests for :mod:`eventkit.protocol.jsonl`: one line, and a stream of them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,18 @@ from hypothesis import example, given, strategies as st
 import eventkit
 from eventkit.events import Event
 from eventkit.protocol import jsonl
-from eventkit.protocol.jsonl import DecodeError
+from eventkit.protocol.jsonl import DecodeError, EventkitDecoder
+from eventkit.protocol.lines import INVALID_LINE
+from eventkit.protocol.run import CLOSED_BEFORE_COMPLETE
 from tests.strategies import events
+
+#: The local clock of every decoder made here.
+NOW = 1700000000.5
+
+
+def clock() -> float:
+    """Return the fixed local time."""
+    return NOW
 
 
 @given(events)
@@ -230,3 +240,76 @@ def test_text_with_lone_surrogate_raises_decode_error() -> None:
     """A text line with a lone surrogate raises DecodeError."""
     with pytest.raises(DecodeError):
         jsonl.decode('{"type": "\ud800"}', lineno=1)
+
+
+# EventkitDecoder: a stream of lines
+
+
+EVENTS = [
+    Event(type="started", timestamp=10.0, sequence=0, run="a"),
+    Event(type="stdout", data="hi\n", timestamp=10.5, sequence=1, run="a"),
+    Event(type="started", timestamp=11.0, sequence=0, run="b"),
+    Event(type="completed", timestamp=12.0, sequence=2, run="a", attrs={"x": 1}),
+]
+
+
+def test_eventkit_keeps_events_as_they_are() -> None:
+    """Events come back with their own run, sequence and timestamp."""
+    decoder = EventkitDecoder("own", clock=clock)
+    assert decoder.start() == []
+    assert decoder.receive(b"".join(jsonl.encode(e) for e in EVENTS)) == EVENTS
+    assert not decoder.done
+
+
+def test_eventkit_finished_when_every_run_completed() -> None:
+    """The body may end cleanly once every run seen has completed."""
+    decoder = EventkitDecoder(clock=clock)
+    states = [decoder.finished]
+    decoder.receive(b"".join(jsonl.encode(e) for e in EVENTS))
+    states.append(decoder.finished)  # run b is still open
+    decoder.receive(jsonl.encode(Event(type="completed", sequence=1, run="b")))
+    states.append(decoder.finished)
+    assert states == [False, False, True]
+    assert not decoder.done
+    assert decoder.abort("gone") == []
+
+
+def test_eventkit_abort_closes_each_open_run() -> None:
+    """``abort()`` numbers an error and a failed completed after each open run."""
+    decoder = EventkitDecoder("own", clock=clock)
+    lines = [jsonl.encode(e) for e in EVENTS[:3]]
+    decoder.receive(lines[1] + lines[0] + lines[2])
+    events = decoder.abort("gone")
+    assert [(e.run, e.type, e.sequence, e.data) for e in events] == [
+        ("a", "error", 2, "stream closed before the run completed: gone"),
+        ("a", "completed", 3, ""),
+        ("b", "error", 1, "stream closed before the run completed: gone"),
+        ("b", "completed", 2, ""),
+    ]
+    assert all(e.timestamp == NOW for e in events)
+    assert [events[0]["code"], events[1]["success"]] == [CLOSED_BEFORE_COMPLETE, False]
+    assert decoder.finished
+
+
+def test_eventkit_abort_of_an_empty_body() -> None:
+    """A body without any event ends the decoder's own run."""
+    decoder = EventkitDecoder("own", clock=clock)
+    events = decoder.abort("gone")
+    assert [(e.run, e.type, e.sequence) for e in events] == [
+        ("own", "error", 0),
+        ("own", "completed", 1),
+    ]
+    assert decoder.abort("gone") == []
+
+
+def test_eventkit_invalid_line() -> None:
+    """An invalid line is an error in the decoder's own run; decoding goes on."""
+    decoder = EventkitDecoder("own", clock=clock)
+    events = decoder.receive(
+        b'not json\n\n{"data": "no type"}\n' + jsonl.encode(EVENTS[0])
+    )
+    assert [(e.run, e.sequence) for e in events] == [("own", 0), ("own", 1), ("a", 0)]
+    assert [e.type for e in events] == ["error", "error", "started"]
+    assert [e["code"] for e in events[:2]] == [INVALID_LINE, INVALID_LINE]
+    assert events[0].data == "not json"
+    assert (decoder.lines, decoder.invalid_lines, decoder.ignored) == (4, 2, 0)

@@ -10,9 +10,11 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from eventkit.protocol.hopx import parse_timestamp
+from eventkit.server.sandboxes import Sandbox
 
 KEY = "test-key"
 
@@ -212,3 +214,67 @@ async def test_oversized_message_is_closed_1009(client: Any) -> None:
         with pytest.raises(ConnectionClosed):
             await ws.recv()
     assert 1009 == ws.close_code
+
+
+async def test_internal_failure_is_an_error_frame_and_a_log(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run failing inside the server: INTERNAL_ERROR, close 1011, execution_failed."""
+
+    class BrokenExecution:
+        """What Sandbox.execute gives when the executor itself fails."""
+
+        async def __aenter__(self) -> Any:
+            raise RuntimeError("the executor broke")
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+    monkeypatch.setattr(Sandbox, "execute", lambda *_, **__: BrokenExecution())
+    token = (await client.create_hopx())["auth_token"]
+    with capture_logs() as logs:
+        async with client.agent(token) as ws:
+            await ws.send(json.dumps({"type": "execute", "code": "print(1)"}))
+            frames = await client.read_all(ws)
+    assert [("error", "INTERNAL_ERROR", "internal error")] == [
+        (f["type"], f["code"], f["error"]) for f in frames
+    ]
+    assert 1011 == ws.close_code
+    [log] = logs
+    assert ("execution_failed", "error") == (log["event"], log["log_level"])
+    assert isinstance(log["exc_info"], RuntimeError)
+    assert log["sandbox"].startswith("sbx-")
+    assert (0, 0) == (client.server.admission.running, client.server.admission.waiting)
+
+
+def server_tasks() -> list[str]:
+    """Return the coroutines of the live tasks the server's own code started."""
+    names = []
+    for task in asyncio.all_tasks():
+        coroutine: Any = task.get_coro()
+        code = getattr(coroutine, "cr_code", None)
+        if code is not None and "eventkit/server/" in code.co_filename:
+            names.append(code.co_qualname)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("leave", ["close", "drop"])
+async def test_client_leaving_mid_run_leaves_no_task(client: Any, leave: str) -> None:
+    """Closed or dropped mid-run, the connection's run and reader tasks all end."""
+    token = (await client.create_hopx())["auth_token"]
+    ws = await client.agent(token)
+    # One write: print() writes the newline apart, which may come as a frame.
+    code = "import os, time\nos.write(1, b'up\\n')\ntime.sleep(60)"
+    await ws.send(json.dumps({"type": "execute", "code": code}))
+    assert "up\n" == json.loads(await ws.recv())["data"]
+    assert server_tasks()  # the run and the reader
+    if leave == "close":
+        await ws.close()
+    else:
+        ws.transport.abort()
+    for _ in range(100):
+        if not server_tasks():
+            break
+        await asyncio.sleep(0.05)
+    assert [] == server_tasks()
+    assert (0, 0) == (client.server.admission.running, client.server.admission.waiting)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from eventkit.server.limits import Admission, ExecuteRequest, RequestError
+from eventkit.server.limits import Admission
+from eventkit.server.requests import ExecuteRequest, RequestError
 from eventkit.server.sandboxes import (
     HOPX,
     Registry,
@@ -123,3 +124,48 @@ async def test_runs_in_one_directory_take_turns(tmp_path: Path) -> None:
 
     outputs = await asyncio.gather(run("a"), run("b"))
     assert ["a-start\na-end\n", "b-start\nb-end\n"] == list(outputs)
+
+
+async def test_cancelling_the_caller_cancels_the_run_and_waits(tmp_path: Path) -> None:
+    """The run's task ends, cleaned up, before its cancelled caller returns."""
+    sandbox = registry(tmp_path).create(HOPX, "owner")
+    entered = asyncio.Event()
+    cleaned: list[str] = []
+
+    async def run() -> None:
+        try:
+            entered.set()
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.sleep(0.01)  # a cleanup that takes a while
+            cleaned.append("done")
+
+    caller = asyncio.create_task(sandbox.guard(run()))
+    await entered.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert ["done"] == cleaned
+    assert {asyncio.current_task()} == asyncio.all_tasks()
+
+
+async def test_close_stops_the_runs_of_every_sandbox(tmp_path: Path) -> None:
+    """Closing the registry deletes each sandbox: runs gone, directories removed."""
+    sandboxes = registry(tmp_path)
+    boxes = [sandboxes.create(HOPX, "owner") for _ in range(3)]
+    entered = asyncio.Semaphore(0)
+
+    async def run() -> None:
+        entered.release()
+        await asyncio.sleep(60)
+
+    callers = [asyncio.create_task(box.guard(run())) for box in boxes]
+    for _ in boxes:
+        await entered.acquire()
+    await sandboxes.close()
+    for caller in callers:
+        with pytest.raises(SandboxGoneError):
+            await caller
+    assert 0 == len(sandboxes)
+    assert [] == [box.root for box in boxes if os.path.exists(box.root)]  # noqa: ASYNC240 - a test's check
+    assert {asyncio.current_task()} == asyncio.all_tasks()
