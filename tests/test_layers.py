@@ -38,7 +38,13 @@ LAYERS: Final = (
     ("face", ("eventkit.streams", "eventkit.sinks._base")),
     (
         "driver",
-        ("eventkit.driver", "eventkit.runner", "eventkit.pipe", "eventkit.stream"),
+        (
+            "eventkit.driver",
+            "eventkit.merge",
+            "eventkit.runner",
+            "eventkit.pipe",
+            "eventkit.stream",
+        ),
     ),
     ("adapters", ("eventkit.sources", "eventkit.sinks", "eventkit._redis")),
     ("server", ("eventkit.server",)),
