@@ -23,7 +23,7 @@ from eventkit.sources.local import local
 if typing.TYPE_CHECKING:
     from eventkit.sources.hopx import websocket
     from eventkit.sources.http import aicomputer, ndjson
-    from eventkit.sources.redis import RedisStreamSource, redis_stream
+    from eventkit.sources.redis.source import RedisStreamSource, redis_stream
 
 __all__ = [
     "HTTPError",
@@ -45,7 +45,7 @@ __getattr__, __dir__ = _lazy(
         "websocket": "eventkit.sources.hopx:websocket",
         "aicomputer": "eventkit.sources.http:aicomputer",
         "ndjson": "eventkit.sources.http:ndjson",
-        "RedisStreamSource": "eventkit.sources.redis:RedisStreamSource",
-        "redis_stream": "eventkit.sources.redis:redis_stream",
+        "RedisStreamSource": "eventkit.sources.redis.source:RedisStreamSource",
+        "redis_stream": "eventkit.sources.redis.source:redis_stream",
     },
 )

@@ -17,14 +17,14 @@ from structlog.testing import capture_logs
 import eventkit
 from eventkit import sinks, sources
 from eventkit.metrics import source_stats
-from eventkit.protocol import redis as codec
+from eventkit.protocol import redis_entries as codec
 from tests.redis.streams import eventually, run_events
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from eventkit.events import Event
-    from eventkit.sources.redis import RedisStreamSource
+    from eventkit.sources.redis.source import RedisStreamSource
 
     from .conftest import RedisServer
 
