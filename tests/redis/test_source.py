@@ -787,8 +787,17 @@ async def test_stalled_worker_loses_its_shard(
 
 
 async def pending_of(client: redis.asyncio.Redis, consumer: str) -> int:
-    """Entries of ``s`` pending with ``consumer`` in group ``g``."""
-    info: Any = await client.xpending("s", "g")
+    """Entries of ``s`` pending with ``consumer`` in group ``g``.
+
+    None before the group exists: a worker makes it just after taking the
+    lease, so a poll may come in between.
+    """
+    try:
+        info: Any = await client.xpending("s", "g")
+    except redis.exceptions.ResponseError as exc:
+        if str(exc).startswith("NOGROUP"):
+            return 0
+        raise
     for entry in info["consumers"]:
         if entry["name"] == consumer.encode():
             count: int = entry["pending"]
