@@ -212,6 +212,42 @@ async def test_cancel_mid_run_leaves_the_run_pending(
         await read_again_whole(redis_server.url, client, events)
 
 
+async def test_second_cancellation_does_not_cut_the_release_short(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """Cancelled again while releasing its leases, a worker still releases them.
+
+    The release is awaited to its end (at most 1 s) before the cancellation
+    goes on: once the task is over, the lease is free and nothing of the
+    worker runs on in the background.
+    """
+    events = run_events("a", 5)
+    reached = asyncio.Event()
+
+    async def stuck(event: Event) -> None:
+        if event.sequence == 2:
+            reached.set()
+            await asyncio.Event().wait()
+
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, events)
+        before = asyncio.all_tasks()
+        task = asyncio.create_task(
+            eventkit.run(source(redis_server.url, "one"), sink=sinks.call(stuck))
+        )
+        await reached.wait()
+        task.cancel()
+        # One step: the iteration unwinds into the release of its leases.
+        await asyncio.sleep(0)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert set() == asyncio.all_tasks() - before
+        assert [None] == await owners(client, ["s"])
+        await read_again_whole(redis_server.url, client, events)
+
+
 async def test_stop_finishes_the_batch_and_hands_over(
     redis_server: RedisServer, client: redis.asyncio.Redis
 ) -> None:
