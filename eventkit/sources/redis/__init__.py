@@ -35,6 +35,8 @@ Importing this package loads nothing of redis-py: the source loads with its
 first use, so that the sans-I/O lease policy imports alone.
 """
 
+from __future__ import annotations
+
 import typing
 
 from eventkit._lazy import lazy as _lazy
