@@ -81,7 +81,7 @@ from bench.data import synthetic_events
 from eventkit import sinks, sources
 from eventkit.logging import configure
 from eventkit.protocol import jsonl
-from eventkit.protocol.redis import lease_key
+from eventkit.protocol.redis_entries import lease_key
 from eventkit.sinks import Sink
 
 if TYPE_CHECKING:

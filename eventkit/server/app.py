@@ -168,9 +168,7 @@ class LocalSandboxServer:
         Raises:
             RuntimeError: Before :meth:`start`.
         """
-        if self._state is None:
-            raise RuntimeError("the server is not started")
-        return self._state.admission
+        return self._started().admission
 
     @property
     def sandboxes(self) -> Registry:
@@ -179,9 +177,12 @@ class LocalSandboxServer:
         Raises:
             RuntimeError: Before :meth:`start`.
         """
+        return self._started().sandboxes
+
+    def _started(self) -> State:
         if self._state is None:
             raise RuntimeError("the server is not started")
-        return self._state.sandboxes
+        return self._state
 
     async def start(self) -> None:
         """Listen; :attr:`url` is set when this returns.

@@ -22,7 +22,7 @@ if typing.TYPE_CHECKING:
         prometheus_http,
         pushgateway,
     )
-    from eventkit.sinks.redis import RedisStreamSink, redis_stream
+    from eventkit.sinks.redis_producer import RedisStreamSink, redis_stream
 
 __all__ = [
     "Call",
@@ -52,7 +52,7 @@ __getattr__, __dir__ = _lazy(
         "Pushgateway": "eventkit.sinks.prometheus:Pushgateway",
         "prometheus_http": "eventkit.sinks.prometheus:prometheus_http",
         "pushgateway": "eventkit.sinks.prometheus:pushgateway",
-        "RedisStreamSink": "eventkit.sinks.redis:RedisStreamSink",
-        "redis_stream": "eventkit.sinks.redis:redis_stream",
+        "RedisStreamSink": "eventkit.sinks.redis_producer:RedisStreamSink",
+        "redis_stream": "eventkit.sinks.redis_producer:redis_stream",
     },
 )

@@ -24,7 +24,7 @@ if typing.TYPE_CHECKING:
     from eventkit.sources.aicomputer_api import aicomputer
     from eventkit.sources.hopx import websocket
     from eventkit.sources.http import ndjson
-    from eventkit.sources.redis import RedisStreamSource, redis_stream
+    from eventkit.sources.redis.source import RedisStreamSource, redis_stream
 
 __all__ = [
     "HTTPError",
@@ -46,7 +46,7 @@ __getattr__, __dir__ = _lazy(
         "websocket": "eventkit.sources.hopx:websocket",
         "aicomputer": "eventkit.sources.aicomputer_api:aicomputer",
         "ndjson": "eventkit.sources.http:ndjson",
-        "RedisStreamSource": "eventkit.sources.redis:RedisStreamSource",
-        "redis_stream": "eventkit.sources.redis:redis_stream",
+        "RedisStreamSource": "eventkit.sources.redis.source:RedisStreamSource",
+        "redis_stream": "eventkit.sources.redis.source:redis_stream",
     },
 )

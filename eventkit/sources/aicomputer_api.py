@@ -89,24 +89,28 @@ async def _answer(
 
 
 async def _token(session: aiohttp.ClientSession, base: str) -> str:
-    async with session.post(f"{base}/dev/token", timeout=_call_timeout()) as response:
-        answer = await _answer(response)
-    token = answer.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise SandboxError(f"POST {base}/dev/token: no access_token in the answer")
-    return token
+    return await _field(session, f"{base}/dev/token", "access_token", None)
 
 
 async def _create(
     session: aiohttp.ClientSession, base: str, auth: Mapping[str, str]
 ) -> str:
-    url = f"{base}/api/v1/sandbox/create"
+    return await _field(session, f"{base}/api/v1/sandbox/create", "sandbox_id", auth)
+
+
+async def _field(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    auth: Mapping[str, str] | None,
+) -> str:
+    """POST ``url``; return the non-empty string ``key`` of its JSON answer."""
     async with session.post(url, headers=auth, timeout=_call_timeout()) as response:
         answer = await _answer(response)
-    sandbox_id = answer.get("sandbox_id")
-    if not isinstance(sandbox_id, str) or not sandbox_id:
-        raise SandboxError(f"POST {url}: no sandbox_id in the answer")
-    return sandbox_id
+    value = answer.get(key)
+    if not isinstance(value, str) or not value:
+        raise SandboxError(f"POST {url}: no {key} in the answer")
+    return value
 
 
 async def _wait_ready(

@@ -1,11 +1,15 @@
-"""The Redis client of the Redis Streams sink and source, and their retry policy.
+"""The retry policy of the Redis Streams sink and source.
 
-One policy for the whole of eventkit: redis-py's own retries are off (it
-would retry each command up to ten times on its own schedule, and a retried
-``XADD`` whose reply was lost writes the entry twice, unseen), and the
-adapters retry whole operations with :func:`retry`: exponential delays with
-jitter (:func:`backoff`), a warning once per outage and a note when it ends
-(:class:`Outage`).
+One policy for the whole of eventkit: redis-py's own retries are off (see
+:mod:`eventkit._redis.client`), and the adapters retry whole operations with
+:func:`retry`: exponential delays with jitter (:func:`backoff`), a warning
+once per outage and a note when it ends (:class:`Outage`).
+
+Failure behaviour: only :data:`RETRYABLE` errors (the server away,
+restarting, loading its data, or slow to answer) are retried; :data:`REFUSED`
+ones (a wrong password, missing permissions) and any other go through at
+once. :func:`retry` raises the last error after ``give_up_after`` seconds, and
+:exc:`Stopped` when its ``stop`` event is set during an outage.
 """
 
 from __future__ import annotations
@@ -17,9 +21,6 @@ import random
 import time
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -41,8 +42,6 @@ __all__ = [
     "Outage",
     "Stopped",
     "backoff",
-    "check_url",
-    "connect",
     "retry",
 ]
 
@@ -60,50 +59,6 @@ RETRYABLE: Final = (
 #: Errors that look like connection errors to redis-py but that waiting does
 #: not cure: a wrong password or missing permissions. Raised at once.
 REFUSED: Final = (AuthenticationError, AuthorizationError)
-#: Seconds allowed to open a TCP connection.
-CONNECT_TIMEOUT: Final = 5.0
-
-
-#: The URL schemes redis-py connects to.
-SCHEMES: Final = ("redis", "rediss", "unix")
-
-
-def check_url(url: str) -> None:
-    """Raise :exc:`ValueError` unless ``url`` is a URL redis-py connects to."""
-    scheme, separator, _ = url.partition("://")
-    if not separator or scheme not in SCHEMES:
-        raise ValueError(f"url must be redis://, rediss:// or unix://, not {url!r}")
-
-
-def connect(
-    url: str, *, read_timeout: float | None, single_connection: bool = False
-) -> Redis:
-    """Return an asyncio client for ``url``: bytes replies, no retries of its own.
-
-    Nothing connects until the first command. The hiredis parser is used when
-    installed (redis-py picks it).
-
-    Args:
-        url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
-            for TLS, or ``unix://path``.
-        read_timeout: Seconds a reply may take before the connection is
-            taken for dead (a half-open TCP connection otherwise waits for
-            the keepalive, 45 s); None for no limit (the caller sets its own).
-        single_connection: One connection for everything, ``client.connection``
-            once ``await client.initialize()`` made it, instead of a pool.
-    """
-    client: Redis = Redis.from_url(
-        url,
-        decode_responses=False,
-        retry=Retry(NoBackoff(), 0),
-        socket_timeout=read_timeout,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        single_connection_client=single_connection,
-        # The reply shapes eventkit reads (XREADGROUP: a list of [key,
-        # entries]) are RESP2's.
-        protocol=2,
-    )
-    return client
 
 
 def backoff(

@@ -1,7 +1,8 @@
-"""Events in Redis Streams: entries, shard keys, and per-run bookkeeping.
+"""Events in Redis Streams: entries, shard keys, key names, per-run bookkeeping.
 
 The sans-I/O part of :func:`eventkit.sinks.redis_stream` and
-:func:`eventkit.sources.redis_stream`; ``docs/redis.md`` tells the whole
+:func:`eventkit.sources.redis_stream` (the lease policy of the workers is in
+:mod:`eventkit.sources.redis.leases`); ``docs/redis.md`` tells the whole
 model.
 
 - **Entries.** One field, ``event``, holding the event in eventkit's JSON (as
@@ -15,6 +16,10 @@ model.
   :func:`dead_letter_key`.
 - **Bookkeeping.** A :class:`RunTracker` per shard tells duplicates from new
   events and which entry ids to acknowledge once a run has ended.
+
+Failure behaviour: :func:`decode` raises :exc:`~eventkit.exceptions.DecodeError`
+saying why for an entry that is not an encoded event; the rest raises
+:exc:`ValueError` for nonsense arguments only.
 """
 
 from __future__ import annotations
@@ -28,15 +33,11 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from eventkit.events import TERMINAL_TYPES as TERMINAL
+from eventkit.exceptions import DecodeError
 
 # The JSON Lines codec itself: an entry's value is byte for byte a line of an
 # eventkit recording, without its newline.
-from eventkit.protocol.jsonl import (
-    DecodeError,
-    _decoder,
-    _encoder,
-    decode as decode_line,
-)
+from eventkit.protocol.jsonl import _decoder, _encoder, decode as decode_line
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -1,24 +1,27 @@
-"""Tests for :mod:`eventkit.protocol.redis`: no server, no event loop."""
+"""Tests for :mod:`eventkit.protocol.redis_entries`: no server, no event loop."""
 
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given, strategies as st
 from redis.connection import Connection
 
-from eventkit.events import Event
-from eventkit.protocol import jsonl, redis as codec
-from eventkit.protocol.redis import (
+from eventkit.protocol import jsonl, redis_entries as codec
+from eventkit.protocol.redis_entries import (
     DELIVER,
     DELIVER_LAST,
     DUPLICATE,
     DecodeError,
     RunTracker,
 )
+from tests.factories import ev
 from tests.strategies import events, texts
+
+if TYPE_CHECKING:
+    from eventkit.events import Event
 
 
 @given(events)
@@ -91,11 +94,6 @@ def test_key_names() -> None:
         codec.shard_keys("s", 0)
 
 
-def event(run: str, sequence: int, type: str = "stdout") -> Event:
-    """Return an event of ``run`` at ``sequence``."""
-    return Event(type=type, run=run, sequence=sequence, timestamp=1.0)
-
-
 # A run's entries as read: the sequences in the order of the stream, each at
 # least once; duplicates come after the original (a retry, a reclaim).
 @st.composite
@@ -130,7 +128,7 @@ def test_tracker_delivers_each_sequence_once(entries: list[tuple[str, int]]) -> 
     for number, (run, sequence) in enumerate(entries):
         entry_id = f"{number}-0".encode()
         ids.setdefault(run, []).append(entry_id)
-        if tracker.receive(entry_id, event(run, sequence)):
+        if tracker.receive(entry_id, ev(sequence=sequence, run=run)):
             delivered.setdefault(run, []).append(sequence)
     for run, sequences in delivered.items():
         firsts = list(dict.fromkeys(s for r, s in entries if r == run))
@@ -149,13 +147,13 @@ def test_tracker_late_duplicates_acked_at_once(entries: list[tuple[str, int]]) -
     """After a run finished, its entries again are dropped and ackable at once."""
     tracker = RunTracker()
     for number, (run, sequence) in enumerate(entries):
-        tracker.receive(f"{number}-0".encode(), event(run, sequence))
+        tracker.receive(f"{number}-0".encode(), ev(sequence=sequence, run=run))
     for run in {run for run, _ in entries}:
         tracker.finish(run)
     tracker.take_acks()
     for number, (run, sequence) in enumerate(entries):
         late = f"late-{number}".encode()
-        assert not tracker.receive(late, event(run, sequence))
+        assert not tracker.receive(late, ev(sequence=sequence, run=run))
         assert [late] == tracker.take_acks()[0]
     assert 0 == tracker.open_runs
 
@@ -163,19 +161,19 @@ def test_tracker_late_duplicates_acked_at_once(entries: list[tuple[str, int]]) -
 def test_tracker_run_going_on_after_its_end() -> None:
     """A higher sequence after the terminal event continues the run."""
     tracker = RunTracker()
-    assert tracker.receive(b"1-0", event("r", 0))
-    assert tracker.receive(b"2-0", event("r", 1, "completed"))
+    assert tracker.receive(b"1-0", ev(sequence=0, run="r"))
+    assert tracker.receive(b"2-0", ev("completed", sequence=1, run="r"))
     tracker.finish("r")
     assert [b"1-0", b"2-0"] == tracker.take_acks()[0]
     assert tracker.knows("r")
-    assert tracker.receive(b"3-0", event("r", 2))
+    assert tracker.receive(b"3-0", ev(sequence=2, run="r"))
     assert 1 == tracker.open_runs
     # Sequences delivered before the end stay duplicates.
-    assert not tracker.receive(b"4-0", event("r", 1))
-    assert not tracker.receive(b"5-0", event("r", 2))
+    assert not tracker.receive(b"4-0", ev(sequence=1, run="r"))
+    assert not tracker.receive(b"5-0", ev(sequence=2, run="r"))
     tracker.finish("r")
     assert [b"3-0", b"4-0", b"5-0"] == tracker.take_acks()[0]
-    assert not tracker.receive(b"6-0", event("r", 2))
+    assert not tracker.receive(b"6-0", ev(sequence=2, run="r"))
     assert [b"6-0"] == tracker.take_acks()[0]
 
 
@@ -183,13 +181,13 @@ def test_tracker_forgets_the_oldest_finished_runs() -> None:
     """Only the last ``finished_runs`` finished runs are remembered."""
     tracker = RunTracker(finished_runs=2)
     for number, run in enumerate("abc"):
-        tracker.receive(f"{number}-0".encode(), event(run, 0))
+        tracker.receive(f"{number}-0".encode(), ev(sequence=0, run=run))
         tracker.finish(run)
     assert not tracker.knows("a")
     assert tracker.knows("b")
     assert tracker.knows("c")
     # "a" is new again.
-    assert tracker.receive(b"9-0", event("a", 0))
+    assert tracker.receive(b"9-0", ev(sequence=0, run="a"))
     assert 1 == tracker.open_runs
 
 
@@ -219,9 +217,9 @@ def test_packed_xadd_is_what_redis_py_sends(
 def test_tracker_run_whole_at_terminal_event() -> None:
     """In order, the terminal event makes the run whole."""
     tracker = RunTracker()
-    assert DELIVER == tracker.receive(b"1-0", event("r", 0))
-    assert DELIVER == tracker.receive(b"2-0", event("r", 1))
-    assert DELIVER_LAST == tracker.receive(b"3-0", event("r", 2, "completed"))
+    assert DELIVER == tracker.receive(b"1-0", ev(sequence=0, run="r"))
+    assert DELIVER == tracker.receive(b"2-0", ev(sequence=1, run="r"))
+    assert DELIVER_LAST == tracker.receive(b"3-0", ev("completed", sequence=2, run="r"))
 
 
 def test_tracker_terminal_event_ahead_waits_for_the_rest() -> None:
@@ -231,11 +229,11 @@ def test_tracker_terminal_event_ahead_waits_for_the_rest() -> None:
     would acknowledge events still held.
     """
     tracker = RunTracker()
-    assert DELIVER == tracker.receive(b"1-0", event("r", 0))
-    assert DELIVER == tracker.receive(b"2-0", event("r", 3, "completed"))
-    assert DELIVER == tracker.receive(b"3-0", event("r", 2))
-    assert DUPLICATE == tracker.receive(b"4-0", event("r", 2))
-    assert DELIVER_LAST == tracker.receive(b"5-0", event("r", 1))
+    assert DELIVER == tracker.receive(b"1-0", ev(sequence=0, run="r"))
+    assert DELIVER == tracker.receive(b"2-0", ev("completed", sequence=3, run="r"))
+    assert DELIVER == tracker.receive(b"3-0", ev(sequence=2, run="r"))
+    assert DUPLICATE == tracker.receive(b"4-0", ev(sequence=2, run="r"))
+    assert DELIVER_LAST == tracker.receive(b"5-0", ev(sequence=1, run="r"))
     tracker.finish("r")
     assert ([b"1-0", b"2-0", b"3-0", b"4-0", b"5-0"], ["r"]) == tracker.take_acks()
 
@@ -247,7 +245,7 @@ def test_tracker_run_finished_elsewhere_is_all_duplicates() -> None:
     assert tracker.knows("r")
     for sequence in (0, 5, 10**6):
         assert DUPLICATE == tracker.receive(
-            f"{sequence}-0".encode(), event("r", sequence)
+            f"{sequence}-0".encode(), ev(sequence=sequence, run="r")
         )
     assert ([b"0-0", b"5-0", b"1000000-0"], []) == tracker.take_acks()
     assert 0 == tracker.open_runs
@@ -256,18 +254,18 @@ def test_tracker_run_finished_elsewhere_is_all_duplicates() -> None:
 def test_tracker_first_event_after_the_terminal_one() -> None:
     """A run is whole from sequence 0, not from the lowest sequence seen."""
     tracker = RunTracker()
-    assert DELIVER == tracker.receive(b"1-0", event("r", 1))
-    assert DELIVER == tracker.receive(b"2-0", event("r", 2, "completed"))
-    assert DELIVER_LAST == tracker.receive(b"3-0", event("r", 0))
+    assert DELIVER == tracker.receive(b"1-0", ev(sequence=1, run="r"))
+    assert DELIVER == tracker.receive(b"2-0", ev("completed", sequence=2, run="r"))
+    assert DELIVER_LAST == tracker.receive(b"3-0", ev(sequence=0, run="r"))
 
 
 def test_tracker_sequences_after_the_terminal_one_fill_no_gap() -> None:
     """A sequence beyond the terminal one does not stand in for a missing one."""
     tracker = RunTracker()
-    assert DELIVER == tracker.receive(b"1-0", event("r", 0))
-    assert DELIVER == tracker.receive(b"2-0", event("r", 3))
-    assert DELIVER == tracker.receive(b"3-0", event("r", 2, "completed"))
-    assert DELIVER_LAST == tracker.receive(b"4-0", event("r", 1))
+    assert DELIVER == tracker.receive(b"1-0", ev(sequence=0, run="r"))
+    assert DELIVER == tracker.receive(b"2-0", ev(sequence=3, run="r"))
+    assert DELIVER == tracker.receive(b"3-0", ev("completed", sequence=2, run="r"))
+    assert DELIVER_LAST == tracker.receive(b"4-0", ev(sequence=1, run="r"))
 
 
 @given(st.integers(0, 12), st.data())
@@ -285,7 +283,9 @@ def test_tracker_whole_exactly_when_all_came(end: int, data: st.DataObject) -> N
     arrived: set[int] = set()
     for number, sequence in enumerate(order):
         kind = "completed" if sequence == end else "stdout"
-        verdict = tracker.receive(f"{number}-0".encode(), event("r", sequence, kind))
+        verdict = tracker.receive(
+            f"{number}-0".encode(), ev(kind, sequence=sequence, run="r")
+        )
         arrived.add(sequence)
         if verdict == DELIVER_LAST:
             whole_at.append(number)

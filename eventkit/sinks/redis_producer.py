@@ -1,4 +1,14 @@
-"""A sink appending events to Redis Streams, for workers to read as a group."""
+"""The Redis Streams producer: a sink appending events to Redis streams, in batches.
+
+Workers read what it appends as a consumer group, with
+:func:`eventkit.sources.redis_stream`; the entries and shard keys are those
+of :mod:`eventkit.protocol.redis_entries`, the client and its retry policy
+those of :mod:`eventkit._redis`. ``docs/redis.md`` tells the whole model.
+
+Failure behaviour: see :class:`RedisStreamSink`: a batch is retried for up
+to ``retry_timeout`` seconds while the server is away, then the error stops
+the run.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +20,10 @@ from typing import TYPE_CHECKING, Final
 import structlog
 from redis.exceptions import ResponseError
 
-from eventkit._redis import Outage, check_url, connect, retry
+from eventkit._redis.client import check_url, connect
+from eventkit._redis.retry import Outage, retry
 from eventkit.events import TERMINAL_TYPES
-from eventkit.protocol.redis import (
+from eventkit.protocol.redis_entries import (
     encode,
     pack_xadd,
     shard_keys,
@@ -38,7 +49,7 @@ class RedisStreamSink(Sink):
     """Append each event as an entry of a Redis stream (``XADD``).
 
     An entry has one field, ``event``: the event's eventkit JSON (see
-    :mod:`eventkit.protocol.redis`). With ``shards`` above 1, a run's events
+    :mod:`eventkit.protocol.redis_entries`). With ``shards`` above 1, a run's events
     go to the key ``f"{stream}:{shard_of(run, shards)}"``, always the same
     one for a run; workers read them with
     :func:`eventkit.sources.redis_stream` and the same ``shards``.
@@ -125,7 +136,8 @@ class RedisStreamSink(Sink):
         # out one at a time, in order.
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
-        # Flushes started by the timer, not finished yet.
+        # Flushes started by the timer, not finished yet: owned by the sink,
+        # whose close() waits for them.
         self._lingering: set[asyncio.Task[None]] = set()
         # The error a batch failed with; whether send() or close() raised it.
         self._failure: Exception | None = None
@@ -253,7 +265,8 @@ class RedisStreamSink(Sink):
         if client is None:
             return
         try:
-            if self._lingering:
+            # Until none is left: the timer may start one meanwhile.
+            while self._lingering:
                 await asyncio.gather(*self._lingering)
             if self._failure is None:
                 await self._flush()

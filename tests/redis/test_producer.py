@@ -1,4 +1,4 @@
-"""Tests for :mod:`eventkit.sinks.redis` against a real redis-server."""
+"""Tests for :mod:`eventkit.sinks.redis_producer` against a real redis-server."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 
 import eventkit
 from eventkit import sinks, sources
-from eventkit.protocol import redis as codec
-from eventkit.sinks.redis import RedisStreamSink
+from eventkit.protocol import redis_entries as codec
+from eventkit.sinks.redis_producer import RedisStreamSink
 from tests.redis.streams import eventually, run_events
 
 if TYPE_CHECKING:
