@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import types
 from typing import TYPE_CHECKING, Any, Final
 
 from aiostream.aiter_utils import AsyncIteratorContext
 
+from eventkit._steps import NOT_READY, Ready, abandon, advance
 from eventkit.chain import Chain
 from eventkit.streams import EventStream
 
@@ -116,41 +115,24 @@ async def batches(source: AsyncIterable[Event]) -> AsyncIterator[list[Event]]:
 async def _gathered(upstream: AsyncIterator[Event]) -> AsyncIterator[list[Event]]:
     """Yield batches of the events ``upstream`` gives without waiting.
 
-    Each step of ``upstream`` is started by hand: an event that is ready
-    joins the batch at the cost of a function call; the first step that
-    would wait ends the batch, and is continued (awaited) after it went out.
+    Each step of ``upstream`` is started by hand (see :mod:`eventkit._steps`):
+    an event that is ready joins the batch at the cost of a function call;
+    the first step that would wait ends the batch, and is continued after
+    the batch went out.
     """
-    anext_ = upstream.__anext__
-    # A step left suspended across our yield, and what it waits on.
-    step: Generator[Any, Any, Event] | None = None
-    waiting_on: Any = None
+    ready = Ready(upstream.__anext__)
     try:
         while True:
-            if step is None:
-                try:
-                    first = await anext_()
-                except StopAsyncIteration:
-                    return
-            else:
-                try:
-                    _, first = await _advance(step, waiting_on, None, _no_clock)
-                except StopAsyncIteration:
-                    step = None
-                    return
-                except BaseException:
-                    step = None  # the error came out of the step: it is over
-                    raise
-                step = None
+            try:
+                first = await ready.next()
+            except StopAsyncIteration:
+                return
             batch = [first]
             append = batch.append
             failure: Exception | None = None
             while len(batch) < BATCH_LIMIT:
-                pending = anext_().__await__()
                 try:
-                    waiting_on = pending.send(None)
-                except StopIteration as ready:
-                    append(ready.value)
-                    continue
+                    event = ready.now()
                 except StopAsyncIteration:
                     yield batch
                     return
@@ -158,105 +140,14 @@ async def _gathered(upstream: AsyncIterator[Event]) -> AsyncIterator[list[Event]
                     # What came before the error goes out first: nothing lost.
                     failure = exc
                     break
-                step = pending
-                break
+                if event is NOT_READY:
+                    break
+                append(event)
             yield batch
             if failure is not None:
                 raise failure
     finally:
-        if step is not None:
-            await _abandon(step, waiting_on)
-
-
-def _no_clock() -> float:  # pragma: no cover - only read when a deadline is set
-    raise AssertionError("no deadline, no clock")
-
-
-def _wake(waiter: asyncio.Future[None], _: object = None) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-@types.coroutine
-def _advance(
-    step: Generator[Any, Any, Any],
-    waiting_on: Any,
-    due: float | None,
-    clock: Callable[[], float],
-) -> Generator[Any, Any, tuple[bool, Any]]:
-    """Go on with an upstream step that suspended on ``waiting_on``.
-
-    The driver starts upstream steps by hand (``send(None)``), so what is
-    ready costs neither a task nor a trip through the event loop. A step
-    that has to wait is continued here, in the driver's own task, exactly as
-    ``await`` would, except that when ``due`` comes first we hand control
-    back to the driver with the step still suspended, to be continued later.
-    With ``due`` None it is a plain ``await`` of the step.
-
-    Returns:
-        ``(True, value)`` when the step finished, ``(False, waiting_on)`` when
-        the deadline came first.
-
-    Raises:
-        StopAsyncIteration: When upstream is exhausted.
-    """
-    while True:
-        if due is None or not asyncio.isfuture(waiting_on) or waiting_on.done():
-            # Nothing to race: hand the awaited object to our task as is.
-            try:
-                sent = yield waiting_on
-            except BaseException as exc:
-                try:
-                    waiting_on = step.throw(exc)
-                except StopIteration as finished:
-                    return True, finished.value
-                continue
-        else:
-            # Race what upstream waits on against the deadline, without
-            # touching upstream: a waiter of our own wakes at whichever is first.
-            loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
-            wake = functools.partial(_wake, waiter)
-            waiting_on.add_done_callback(wake)
-            timer = loop.call_later(max(due - clock(), 0.0), wake)
-            try:
-                yield from waiter.__await__()
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    waiting_on.cancel()  # as the task would have done
-                try:
-                    waiting_on = step.throw(exc)
-                except StopIteration as finished:
-                    return True, finished.value
-                continue
-            finally:
-                waiting_on.remove_done_callback(wake)
-                timer.cancel()
-            if not waiting_on.done():
-                return False, waiting_on
-            # The task would clear this flag on a future it was handed.
-            waiting_on._asyncio_future_blocking = False
-            sent = None
-        try:
-            waiting_on = step.send(sent)
-        except StopIteration as finished:
-            return True, finished.value
-
-
-@types.coroutine
-def _abandon(
-    step: Generator[Any, Any, Any], waiting_on: Any
-) -> Generator[Any, Any, None]:
-    """Cancel a suspended upstream step and let it clean up, awaiting as needed."""
-    if asyncio.isfuture(waiting_on):
-        waiting_on.cancel()
-    try:
-        waiting_on = step.throw(asyncio.CancelledError())
-        while True:
-            sent = yield waiting_on
-            waiting_on = step.send(sent)
-    except (StopIteration, StopAsyncIteration, asyncio.CancelledError):
-        return
+        await ready.aclose()
 
 
 async def drive(
@@ -348,7 +239,7 @@ async def _drive_timed(
             else:
                 while True:
                     try:
-                        finished, value = await _advance(step, waiting_on, due, clock)
+                        finished, value = await advance(step, waiting_on, due, clock)
                     except StopAsyncIteration:
                         finished, value = True, _END
                     except BaseException:
@@ -369,4 +260,4 @@ async def _drive_timed(
                 yield out
     finally:
         if step is not None:
-            await _abandon(step, waiting_on)
+            await abandon(step, waiting_on)

@@ -122,30 +122,6 @@ async def test_driver_clock_is_the_loops_by_default() -> None:
         assert start + 1.5 == pytest.approx(loop_time())
 
 
-def test_asyncio_future_blocking_protocol() -> None:
-    """The driver steps upstream by hand: it relies on this asyncio detail.
-
-    A future yielded from ``await`` carries ``_asyncio_future_blocking`` set;
-    the task clears it before waiting. The driver does what the task does
-    when it races a pending step against a deadline: if a Python version
-    changes the protocol, this fails before the driver does.
-    """
-    loop = asyncio.new_event_loop()
-    try:
-        future = loop.create_future()
-        step = future.__await__()
-        yielded = step.send(None)
-        assert yielded is future
-        assert future._asyncio_future_blocking is True
-        future._asyncio_future_blocking = False
-        future.set_result("done")
-        with pytest.raises(StopIteration) as finished:
-            step.send(None)
-        assert "done" == finished.value.value
-    finally:
-        loop.close()
-
-
 @pytest.mark.parametrize(
     "stages",
     [

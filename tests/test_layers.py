@@ -35,7 +35,7 @@ LAYERS: Final = (
     ("chain", ("eventkit.chain",)),
     ("metrics", ("eventkit.metrics",)),
     # The sink protocol is the face of every sink: the runner needs it.
-    ("face", ("eventkit.streams", "eventkit.sinks._base")),
+    ("face", ("eventkit.streams", "eventkit._steps", "eventkit.sinks._base")),
     (
         "driver",
         (

@@ -152,7 +152,10 @@ async def test_websocket_consumer_break_closes_once(serve_script: Serve) -> None
         async for event in streamer:
             if event.type == "stdout":
                 break
-    assert changes(frames=1) == delta()
+    counted = delta()
+    # Messages already received are decoded together: one, two or all three.
+    assert 1 <= counted["frames"] <= 3
+    assert changes(frames=counted["frames"]) == counted
 
 
 # NDJSON -----------------------------------------------------------------------

@@ -172,6 +172,35 @@ class RedisStreamSink(Sink):
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self.linger, self._linger_over)
 
+    async def send_batch(self, events: list[Event]) -> None:
+        """Buffer the batch; write when full, and at once if it ends a run.
+
+        Raises:
+            redis.exceptions.RedisError: As :meth:`send`.
+            TimeoutError: As :meth:`send`.
+        """
+        if self._failure is not None:
+            self._raise_failure()
+        prefixes = self._prefixes
+        shards = len(prefixes)
+        buffer = self._buffer
+        ends = False
+        for event in events:
+            prefix = (
+                prefixes[0] if shards == 1 else prefixes[shard_of(event.run, shards)]
+            )
+            buffer.append(pack_xadd(prefix, encode(event)))
+            if event.type in TERMINAL_TYPES:
+                ends = True
+            if len(buffer) >= self.batch_size:
+                await self._flush()
+                buffer = self._buffer
+        if ends and buffer:
+            await self._flush()
+        elif buffer and self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.linger, self._linger_over)
+
     def _linger_over(self) -> None:
         """Write the lingering batch in the background."""
         self._timer = None

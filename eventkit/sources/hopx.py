@@ -45,11 +45,13 @@ Failure behaviour:
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from eventkit._steps import NOT_READY, Ready
 from eventkit.exceptions import OnClose, StreamClosedError
 from eventkit.protocol.hopx import HopxDecoder, agent_url, execute_message
 from eventkit.stats import source_stats
@@ -63,6 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = ["websocket"]
 
+#: The most messages decoded into one batch.
+_BATCH_FRAMES: Final = 1024
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
@@ -107,10 +111,17 @@ class _WebSocketSource:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
+        async with contextlib.aclosing(self.batches()) as batches:  # type: ignore[type-var]
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """Run the code once; yield the events of every message at hand, in order."""
         stats = source_stats("websocket")
         decoder = HopxDecoder(self._run)
         receive = decoder.receive
-        ending: list[Event]
+        ending: list[Event] = []
         ws = await connect(
             self._url,
             additional_headers=self._headers,
@@ -131,24 +142,42 @@ class _WebSocketSource:
             except ConnectionClosed as exc:
                 ending = self._ending(decoder, exc, stats)
             else:
-                for event in decoder.start():
-                    yield event
-                # The hot path: one recv, one decode, one yield per message.
+                yield decoder.start()
                 # decode=False hands text messages over as UTF-8 bytes, which
                 # msgspec reads directly: no str is made for the JSON text.
-                # The frame count is the one addition, kept live for scrapes.
-                recv = ws.recv
-                while True:
-                    try:
-                        frame = await recv(False)
-                    except ConnectionClosed as exc:
-                        ending = self._ending(decoder, exc, stats)
-                        break
-                    stats.frames += 1
-                    for event in receive(frame):
-                        yield event
-                    if decoder.finished:
-                        return
+                frames: Ready[bytes] = Ready(lambda: ws.recv(False))
+                try:
+                    while True:
+                        try:
+                            frame = await frames.next()
+                        except ConnectionClosed as exc:
+                            ending = self._ending(decoder, exc, stats)
+                            break
+                        # Then every message already received, without
+                        # waiting: one batch, one trip through the pipeline.
+                        batch = receive(frame)
+                        count = 1
+                        closed: ConnectionClosed | None = None
+                        while count < _BATCH_FRAMES and not decoder.finished:
+                            try:
+                                frame = frames.now()
+                            except ConnectionClosed as exc:
+                                closed = exc
+                                break
+                            if frame is NOT_READY:
+                                break
+                            batch += receive(frame)
+                            count += 1
+                        stats.frames += count
+                        if batch:
+                            yield batch
+                        if decoder.finished:
+                            return
+                        if closed is not None:
+                            ending = self._ending(decoder, closed, stats)
+                            break
+                finally:
+                    await frames.aclose()
         finally:
             try:
                 await ws.close()
@@ -157,8 +186,8 @@ class _WebSocketSource:
                 stats.open_connections -= 1
                 stats.invalid_frames += decoder.invalid_frames
         # Yielded once the connection is closed, not while it lingers.
-        for event in ending:
-            yield event
+        if ending:
+            yield ending
 
     def _ending(
         self, decoder: HopxDecoder, closed: ConnectionClosed, stats: SourceStats

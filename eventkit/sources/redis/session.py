@@ -145,6 +145,10 @@ class Reader:
     def __aiter__(self) -> AsyncIterator[Event]:
         return Session(self).events()
 
+    def batches(self) -> AsyncIterator[list[Event]]:
+        """Return a new iteration that yields the events of each read at once."""
+        return Session(self).batches()
+
     def stop(self) -> None:
         """Stop the iteration under way, or else the next one at its start."""
         if self._session is None:
@@ -220,7 +224,19 @@ class Session:
     # The reading loop ---------------------------------------------------------
 
     async def events(self) -> AsyncIterator[Event]:
-        """Yield the events of the shards owned, until stopped."""
+        """Yield the events of the shards owned, one at a time, until stopped."""
+        async with contextlib.aclosing(self.batches()) as batches:  # type: ignore[type-var]
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """Yield the events of each read of the shards owned, until stopped.
+
+        A run whose last event is in a batch is finished (its entries join
+        the acknowledgements) once the consumer asks for the next batch: the
+        whole batch has then been through the pipeline, sink included.
+        """
         reader = self._reader
         if reader._session is not None:
             raise RuntimeError(
@@ -257,23 +273,27 @@ class Session:
                             stats.frames += len(entries)
                             tracker = shard.tracker
                             receive = tracker.receive
+                            leaving = shard.leave_by is not None
+                            batch: list[Event] = []
+                            whole: list[str] = []
                             for entry_id, event in await self._decoded(shard, entries):
-                                if shard.lost:
-                                    break
-                                if shard.leave_by is not None and not tracker.knows(
-                                    event.run
-                                ):
+                                if leaving and not tracker.knows(event.run):
                                     # Being handed over: a run not begun here
                                     # stays pending, for the next owner to
                                     # process whole.
                                     continue
                                 verdict = receive(entry_id, event)
                                 if verdict:
-                                    yield event
-                                    # Resumed: the event went through the
-                                    # whole pipeline.
+                                    batch.append(event)
                                     if verdict == DELIVER_LAST:
-                                        tracker.finish(event.run)
+                                        whole.append(event.run)
+                            if shard.lost or not batch:
+                                continue
+                            yield batch
+                            # Resumed: the batch went through the whole
+                            # pipeline.
+                            for run in whole:
+                                tracker.finish(run)
                 except Stopped:
                     pass
                 graceful = True
