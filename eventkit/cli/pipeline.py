@@ -22,6 +22,7 @@ from aiostream.core import Stream
 
 import eventkit
 from eventkit import pipe, sinks
+from eventkit.cli.dashboard import attach, dashboard_for, serving
 from eventkit.cli.display import ProgressBar, print_error
 from eventkit.cli.errors import CommandExit
 from eventkit.summary import SummaryTracker
@@ -129,12 +130,33 @@ def process(
         outputs.append(sinks.prometheus_http(args.metrics_port))
     if args.pushgateway:
         outputs.append(sinks.pushgateway(args.pushgateway, "eventkit"))
+    dashboard = dashboard_for(args, err, _label(args))
+    if dashboard is not None:
+        source = attach(dashboard, source, stages, outputs)
     try:
-        asyncio.run(eventkit.run(source, *stages, sink=sinks.tee(*outputs)))
+        asyncio.run(
+            serving(
+                dashboard,
+                err,
+                eventkit.run(source, *stages, sink=sinks.tee(*outputs)),
+                keep=getattr(args, "dashboard_keep", False),
+            )
+        )
     except unreachable as exc:
         print_error(err, exc)
         raise CommandExit(1) from None
     return list(summary.tracker.summaries())
+
+
+def _label(args: argparse.Namespace) -> str:
+    """The dashboard's name for where the runs come from."""
+    if args.command == "replay":
+        return "replay" if args.file == "-" else f"replay {args.file}"
+    if getattr(args, "url", None):
+        return "hopx"
+    if getattr(args, "aicomputer", None):
+        return "aicomputer"
+    return "local"
 
 
 async def published(
