@@ -329,25 +329,22 @@ class DashboardApp:
             }
         )
 
-    def _record(self, request: web.Request) -> RunRecord:
-        record = self.board.get(request.match_info["run"])
-        if record is None:
-            raise web.HTTPNotFound(
-                body=encode(
-                    {
-                        "error": {
-                            "code": "NOT_FOUND",
-                            "message": f"no run {request.match_info['run']!r} "
-                            "on this dashboard (never seen, or let go)",
-                        }
-                    }
-                ),
-                content_type="application/json",
-            )
-        return record
+    def _record(self, request: web.Request) -> RunRecord | None:
+        return self.board.get(request.match_info["run"])
+
+    @staticmethod
+    def _unknown(request: web.Request) -> web.Response:
+        return _error(
+            404,
+            "NOT_FOUND",
+            f"no run {request.match_info['run']!r} on this dashboard "
+            "(never seen, or let go)",
+        )
 
     async def _run(self, request: web.Request) -> web.Response:
         record = self._record(request)
+        if record is None:
+            return self._unknown(request)
         return _json(
             {
                 "version": self.board.version,
@@ -362,6 +359,8 @@ class DashboardApp:
 
     async def _events_jsonl(self, request: web.Request) -> web.StreamResponse:
         record = self._record(request)
+        if record is None:
+            return self._unknown(request)
         held = list(record.log)
         lines = [encode(event) + b"\n" for event in held]
         if record.dropped_events:

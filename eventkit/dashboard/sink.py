@@ -145,6 +145,7 @@ class Dashboard(Sink):
         """Stop serving: end every browser's stream, close the port."""
         runner, publisher = self._runner, self._publisher
         self._runner = self._publisher = None
+        self.url = None
         if publisher is not None:
             publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
