@@ -129,7 +129,7 @@
       bar.setAttribute("aria-label", `progress of run ${data.run}`);
       pct.textContent = percent.toFixed(0) + "%";
       if (data.eta !== null && data.state === "running") {
-        pct.append(el("span", "eta", " · ETA " + seconds(data.eta)));
+        pct.append(el("span", "eta", "ETA " + seconds(data.eta)));
       }
     }
     cell("events").textContent = integer.format(data.events);
