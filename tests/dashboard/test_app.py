@@ -63,7 +63,10 @@ async def served(**options: Any) -> AsyncIterator[tuple[Dashboard, str]]:
 
 async def get(url: str, **options: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
     """GET ``url``; return the status, the body (JSON if it is) and the response."""
-    async with aiohttp.ClientSession() as session, session.get(url, **options) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, **options) as response,
+    ):
         body: Any = await response.read()
         if response.content_type == "application/json":
             body = json.loads(body)
@@ -93,16 +96,33 @@ async def test_the_page_and_its_assets_are_served() -> None:
 async def test_runs_lists_every_table_field() -> None:
     """GET /api/runs: rows with every table field, counts, bounds."""
     async with served(keep_runs=7) as (dashboard, base):
-        await dashboard.send_batch([*finished("a"), *finished("b", 4), ev("started", run="c")])
+        await dashboard.send_batch(
+            [*finished("a"), *finished("b", 4), ev("started", run="c")]
+        )
         status, body, _ = await get(base + "api/runs")
         assert 200 == status
-        assert {"running": 1, "succeeded": 1, "failed": 1, "expired": 0, "truncated": 0} == body["counts"]
+        assert {
+            "running": 1,
+            "succeeded": 1,
+            "failed": 1,
+            "expired": 0,
+            "truncated": 0,
+        } == body["counts"]
         assert (7, 262_144) == (body["keep_runs"], body["tail_bytes"])
         rows = {row["run"]: row for row in body["runs"]}
         assert ["a", "b", "c"] == list(rows)
         for field in (
-            "run", "source", "state", "percent", "eta", "events", "bytes", "rate",
-            "duration", "exit_code", "limits",
+            "run",
+            "source",
+            "state",
+            "percent",
+            "eta",
+            "events",
+            "bytes",
+            "rate",
+            "duration",
+            "exit_code",
+            "limits",
         ):
             assert field in rows["a"]
         assert ("failed", 4) == (rows["b"]["state"], rows["b"]["exit_code"])
@@ -156,7 +176,9 @@ async def test_events_jsonl_is_a_replayable_recording() -> None:
 async def test_events_jsonl_says_when_the_head_was_dropped() -> None:
     """Past tail_bytes, the file starts with a truncated event counting the rest."""
     async with served(tail_bytes=2 * (4 + EVENT_OVERHEAD)) as (dashboard, base):
-        await dashboard.send_batch([ev("stdout", f"{n:03d}\n", n, run="a") for n in range(5)])
+        await dashboard.send_batch(
+            [ev("stdout", f"{n:03d}\n", n, run="a") for n in range(5)]
+        )
         _, body, response = await get(base + "api/runs/a/events.jsonl")
         first, *rest = [jsonl.decode(line) for line in body.splitlines()]
         assert ("truncated", "head", 3, 12) == (
@@ -202,7 +224,11 @@ async def test_without_the_token_the_api_is_refused(path: str) -> None:
     """With a token set, every endpoint is a 401 without it or with a wrong one."""
     async with served(token=TOKEN) as (dashboard, base):
         await dashboard.send_batch(finished("a"))
-        for options in ({}, {"params": {"token": "wrong"}}, {"headers": {"Authorization": "Basic x"}}):
+        for options in (
+            {},
+            {"params": {"token": "wrong"}},
+            {"headers": {"Authorization": "Basic x"}},
+        ):
             status, body, _ = await get(base + path, **options)
             assert 401 == status
             assert "UNAUTHORIZED" == body["error"]["code"]
@@ -217,9 +243,10 @@ async def test_with_the_token_the_api_answers(path: str) -> None:
             {"params": {"token": TOKEN}},
             {"headers": {"Authorization": f"Bearer {TOKEN}"}},
         ):
-            async with aiohttp.ClientSession() as session, session.get(
-                base + path, **options
-            ) as response:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(base + path, **options) as response,
+            ):
                 assert 200 == response.status
 
 
@@ -228,7 +255,10 @@ async def test_without_a_token_set_the_api_is_open() -> None:
     async with served() as (dashboard, base):
         await dashboard.send_batch(finished("a"))
         for path in ENDPOINTS:
-            async with aiohttp.ClientSession() as session, session.get(base + path) as response:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(base + path) as response,
+            ):
                 assert 200 == response.status
 
 
@@ -259,7 +289,9 @@ async def test_bounds_hold_with_2000_runs() -> None:
             for n in range(100):
                 run = f"run-{batch * 100 + n:04d}"
                 events += [ev("started", run=run)]
-                events += [ev("stdout", f"{k:019d}\n", k, run=run) for k in range(1, 10)]
+                events += [
+                    ev("stdout", f"{k:019d}\n", k, run=run) for k in range(1, 10)
+                ]
                 if (batch * 100 + n) % 10:
                     events += [ev("completed", "", 10, run=run, success=True)]
             await dashboard.send_batch(events)
@@ -300,20 +332,24 @@ async def messages(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str,
 
 async def test_the_stream_says_hello_then_sends_run_updates() -> None:
     """GET /api/stream: hello first, then runs messages as runs change."""
-    async with served() as (dashboard, base), aiohttp.ClientSession() as session:
-        async with session.get(base + "api/stream") as response:
-            assert "text/event-stream" == response.content_type
-            stream = messages(response)
-            kind, hello = await anext(stream)
-            assert ("hello", None) == (kind, hello["run"])
-            await dashboard.send_batch(finished("a", 5))
-            async for kind, body in stream:
-                if kind == "runs":
-                    break
-            assert [("a", "failed", 5)] == [
-                (row["run"], row["state"], row["exit_code"]) for row in body["runs"]
-            ]
-            assert 1 == body["counts"]["failed"]
+    async with (
+        served() as (dashboard, base),
+        aiohttp.ClientSession() as session,
+        session.get(base + "api/stream") as response,
+    ):
+        assert "text/event-stream" == response.content_type
+        stream = messages(response)
+        kind, hello = await anext(stream)
+        assert ("hello", None) == (kind, hello["run"])
+        await dashboard.send_batch(finished("a", 5))
+        body: Any = None
+        async for kind, body in stream:  # noqa: B007 - the last one is read below
+            if kind == "runs":
+                break
+        assert [("a", "failed", 5)] == [
+            (row["run"], row["state"], row["exit_code"]) for row in body["runs"]
+        ]
+        assert 1 == body["counts"]["failed"]
 
 
 async def test_the_stream_of_a_run_sends_its_events_in_order() -> None:
@@ -380,7 +416,7 @@ async def test_a_stalled_browser_never_slows_the_pipeline() -> None:
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.sendall(b"GET /api/stream?run=big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         try:
-            while not dashboard.app.clients:
+            while not dashboard.app.clients:  # noqa: ASYNC110 - another task's set
                 await asyncio.sleep(0.01)
             line = "x" * 1000 + "\n"
             for n in range(2000):

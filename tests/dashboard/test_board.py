@@ -93,7 +93,10 @@ def test_durations_rate_and_source() -> None:
 def test_progress_is_read_from_the_output() -> None:
     """Output reporting progress gives percent, counts and an ETA."""
     board = Board()
-    board.feed([ev("started", timestamp=0.0), ev("stdout", "step 5/20\n", 1, timestamp=10.0)], 1.0)
+    board.feed(
+        [ev("started", timestamp=0.0), ev("stdout", "step 5/20\n", 1, timestamp=10.0)],
+        1.0,
+    )
     row = board.rows(1.0)[0]
     assert (25.0, 5, 20) == (row["percent"], row["current"], row["total"])
     assert 30.0 == row["eta"]
@@ -103,7 +106,11 @@ def test_progress_events_set_progress_from_either_feed() -> None:
     """A chain's progress events set the bar even on the log feed."""
     board = Board()
     board.feed([ev("started")], 1.0, log=False)
-    board.feed([ev("progress", percent=40.0, current=None, total=None, elapsed=4.0)], 1.0, record=False)
+    board.feed(
+        [ev("progress", percent=40.0, current=None, total=None, elapsed=4.0)],
+        1.0,
+        record=False,
+    )
     row = board.rows(1.0)[0]
     assert (40.0, 6.0) == (row["percent"], row["eta"])
     assert 0 == row["held_events"]  # progress is a bar, never a line
@@ -114,7 +121,10 @@ def test_two_feeds_split_record_and_log() -> None:
     board = Board()
     source = lifecycle("a", exit_code=2)
     board.feed(source, 1.0, log=False)
-    shown = [out(1, run="a"), ev("gap", "", 3, run="a", first_missing=3, last_missing=4)]
+    shown = [
+        out(1, run="a"),
+        ev("gap", "", 3, run="a", first_missing=3, last_missing=4),
+    ]
     board.feed(shown, 1.0, record=False)
     row = board.rows(1.0)[0]
     assert ("failed", 2, 5) == (row["state"], row["exit_code"], row["events"])
@@ -172,9 +182,7 @@ def test_the_newest_event_stays_even_when_larger_than_the_tail() -> None:
 
 
 @given(
-    st.lists(
-        st.tuples(st.sampled_from("abc"), st.text(max_size=40)), max_size=200
-    ),
+    st.lists(st.tuples(st.sampled_from("abc"), st.text(max_size=40)), max_size=200),
     st.integers(min_value=EVENT_OVERHEAD, max_value=2000),
 )
 def test_a_log_is_the_suffix_of_what_came_within_its_bound(

@@ -31,8 +31,7 @@ def gated(directory: Path, body: str) -> str:
         "import os, sys, time\n"
         "def wait(name):\n"
         f"    while not os.path.exists(os.path.join({str(directory)!r}, name)):\n"
-        "        time.sleep(0.01)\n"
-        + body
+        "        time.sleep(0.01)\n" + body
     )
 
 
@@ -98,16 +97,16 @@ def release(directory: Path, *names: str) -> None:
 
 async def progress_of(page: Page, run: str) -> str | None:
     """The progress bar's value of ``run``'s row."""
-    return await page.locator(f'tr[data-run="{run}"] [role="progressbar"]').get_attribute(
-        "aria-valuenow"
-    )
+    return await page.locator(
+        f'tr[data-run="{run}"] [role="progressbar"]'
+    ).get_attribute("aria-valuenow")
 
 
 async def wait_progress(page: Page, run: str, percent: float) -> None:
     """Wait until ``run``'s bar shows ``percent``."""
     await page.wait_for_function(
         "([run, value]) => { const bar = document.querySelector("
-        "`tr[data-run=\"${run}\"] [role=\"progressbar\"]`);"
+        '`tr[data-run="${run}"] [role="progressbar"]`);'
         " return bar && Number(bar.getAttribute('aria-valuenow')) === value; }",
         arg=[run, percent],
     )
@@ -122,7 +121,7 @@ async def screenshot(page: Page, path: Path, size: tuple[int, int]) -> None:
     """Save a screenshot and check it is a real picture of that size."""
     await page.screenshot(path=path)
     assert size == png_size(path)
-    assert path.stat().st_size > 20_000
+    assert path.stat().st_size > 20_000  # noqa: ASYNC240 - a stat, once
 
 
 async def test_runs_progress_failure_and_output_live(
@@ -185,12 +184,9 @@ async def test_runs_progress_failure_and_output_live(
 
         # Sorting and filtering by state.
         await page.locator('.filters [data-state="failed"]').click()
-        assert ["failing"] == [
-            run
-            for run in await rows.evaluate_all(
-                "rows => rows.filter(r => !r.hidden).map(r => r.dataset.run)"
-            )
-        ]
+        assert ["failing"] == await rows.evaluate_all(
+            "rows => rows.filter(r => !r.hidden).map(r => r.dataset.run)"
+        )
         await page.locator('.filters [data-state=""]').click()
         by_run = page.locator('th[data-key="run"]')
         for order, runs in (
@@ -230,7 +226,9 @@ async def test_the_page_stays_correct_after_a_reload_mid_run(
         assert 3 == await page.locator("#rows tr").count()
 
 
-async def test_keyboard_and_phone_width(browser: BrowserContext, tmp_path: Path) -> None:
+async def test_keyboard_and_phone_width(
+    browser: BrowserContext, tmp_path: Path
+) -> None:
     """Rows are reached and opened with the keyboard; the page fits a phone."""
     gates = tmp_path / "gates"
     gates.mkdir()

@@ -49,7 +49,7 @@ async def test_a_port_in_use_raises_oserror() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         dashboard = sinks.dashboard(taken.getsockname()[1])
-        with pytest.raises(OSError, match="address already in use|Errno"):
+        with pytest.raises(OSError, match=r"address already in use|Errno"):
             await dashboard.start()
         assert not dashboard.serving
 
@@ -92,7 +92,7 @@ async def test_after_start_it_serves_until_stop() -> None:
 
 
 async def test_upstream_records_and_the_sink_logs() -> None:
-    """With its upstream tapped before the chain, the state holds what the chain drops."""
+    """Tapped before the chain, the upstream feed's state holds what the chain drops."""
     dashboard = sinks.dashboard()
     events = [
         ev("started", run="a"),
@@ -113,7 +113,9 @@ async def test_upstream_records_and_the_sink_logs() -> None:
     assert ("failed", 7, 5) == (record.state, record.exit_code, record.events)
     assert ["bad\n"] == [event.data for event in record.log]
     stages = dashboard.app.metrics()["stages"]
-    assert [("0:only", 5, 1)] == [(s["stage"], s["received"], s["sent"]) for s in stages]
+    assert [("0:only", 5, 1)] == [
+        (s["stage"], s["received"], s["sent"]) for s in stages
+    ]
     assert not dashboard.serving
     assert "<upstream of <dashboard sink 127.0.0.1:0>>" == repr(dashboard.upstream)
 
