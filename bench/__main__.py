@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import core, executor, ingest, observability, redis, server
+from bench import core, dashboard, executor, ingest, observability, redis, server
 
 Step = Callable[[str], None]
 
@@ -32,6 +32,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
     "observability": (
         "metrics and logs on the core chain: added cost",
         lambda args, step: observability.measure(args.events, args.repetitions, step),
+    ),
+    "dashboard": (
+        "the live dashboard on the core chain, one browser connected: added cost",
+        lambda args, step: dashboard.measure(args.events, args.repetitions, step),
     ),
     "ingest": (
         "WebSocket ingest: eventkit's HOPX source vs a bare websockets client",

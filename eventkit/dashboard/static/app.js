@@ -595,7 +595,11 @@
 
   // ---------------------------------------------------------------- metrics
   function showMetrics(m) {
-    const counts = m.throughput.counts;
+    const all = m.throughput.counts;
+    // From the first busy second (a minute at least): a fresh start is not a flat line.
+    let first = all.findIndex((c) => c > 0);
+    if (first < 0) first = all.length;
+    const counts = all.slice(Math.max(0, Math.min(first, all.length - 60)));
     const peak = Math.max(1, ...counts);
     const width = 300;
     const step = width / Math.max(1, counts.length - 1);
