@@ -204,7 +204,9 @@ def _add_worker(commands: _Subparsers) -> None:
     # A worker's output group is its own: no --to-redis, no summary table.
     worker_output = worker.add_argument_group("output")
     worker_output.add_argument(
-        "--jsonl", metavar="OUT", help="record the processed stream to OUT (JSON Lines)"
+        "--jsonl",
+        metavar="OUT",
+        help="append the processed stream to OUT (JSON Lines; never truncated)",
     )
     worker_output.add_argument(
         "--json",
