@@ -61,6 +61,7 @@ def test_run_and_replay_share_chain_and_output_flags(
             "--reorder",
             "--only",
             "stdout",
+            "--only",
             "completed",
             "--buffer-bytes",
             "64",

@@ -42,7 +42,7 @@ def test_replay_reorder_restores_order(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_replay_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
     """--json: JSON Lines events on stdout, one JSON summary on stderr."""
-    assert main(["replay", str(DEMO), "--only", "stdout", "completed", "--json"]) == 0
+    assert main(["replay", str(DEMO), "--only", "stdout,completed", "--json"]) == 0
     out, err = capsys.readouterr()
     events = [jsonl.decode(line) for line in out.splitlines()]
     assert {"stdout", "completed"} == {event.type for event in events}
@@ -101,11 +101,11 @@ def test_skip_invalid_counts_and_goes_on(
     assert json.loads(err.splitlines()[-1])["invalid_lines"] == 1
 
 
-def test_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """A file that does not exist gives exit status 1 and a message."""
-    assert main(["replay", "/nonexistent/x.jsonl"]) == 1
+def test_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that does not exist: status 2 as in ``run``, and a short line."""
+    assert 2 == main(["replay", "/nonexistent/x.jsonl"])
     _, err = capsys.readouterr()
-    assert "No such file" in err
+    assert "error: no such file: /nonexistent/x.jsonl\n" == err
 
 
 def test_log_json_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,7 +39,7 @@ def test_malformed_env_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_missing_program_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    """A program file that does not exist gives exit status 2 and a message."""
+    """A program file that does not exist gives exit status 2 and a short line."""
     assert 2 == main(["run", "/nonexistent/program.py"])
     _, err = capsys.readouterr()
-    assert "No such file" in err
+    assert "error: no such file: /nonexistent/program.py\n" == err
