@@ -273,21 +273,13 @@ def process(
         Exception: An error nothing here knows: a bug.
     """
     try:
+        _configure_logging(args)
         stages = build_chain(args, warn=lambda message: _warn(err, message))
         publisher = _publisher(args) if args.to_redis else None
         outputs = _outputs(args, err)
     except ValueError as exc:
         print_error(err, exc)
         raise CommandExit(USAGE) from None
-    if args.log is not None or "structlog" in sys.modules:
-        # What logs (the Redis and Prometheus sinks, --log) logs to stderr,
-        # never into the stream on stdout. structlog loads only then.
-        from eventkit.logging import configure as configure_logging
-
-        if args.log is not None:
-            configure_logging(args.log, level=args.log_level)
-        else:
-            configure_logging("json" if args.json else "console", level="warning")
     tracker = SummaryTracker()
     if publisher is None:
         tapped = Tap(source, tracker)
@@ -335,6 +327,26 @@ def _outputs(args: argparse.Namespace, err: Console) -> list[sinks.Sink]:
     if args.pushgateway:
         outputs.append(sinks.pushgateway(args.pushgateway, "eventkit"))
     return outputs
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Send what logs (``--log``, the Redis and Prometheus outputs) to stderr.
+
+    Never into the stream on stdout (structlog's default): configured before
+    any logger is bound, which the sinks do when they are made. structlog
+    loads only for the flags that log.
+    """
+    if args.log is None and not (
+        args.to_redis or args.pushgateway or args.metrics_port is not None
+    ):
+        return
+    from eventkit.logging import configure
+
+    if args.log is not None:
+        configure(args.log, level=args.log_level)
+    else:
+        # Their warnings only: an outage, a failed push.
+        configure("json" if args.json else "console", level="warning")
 
 
 def _warn(err: Console, message: str) -> None:
