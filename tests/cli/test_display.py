@@ -283,8 +283,10 @@ def test_output_bytes_unchanged_when_not_a_terminal(tmp_path: Path) -> None:
     program.write_text(REDRAWING)
     recording = tmp_path / "run.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "eventkit", "run", str(program), "--progress"]
-        + ["--jsonl", str(recording)],
+        [
+            *(sys.executable, "-m", "eventkit", "run", str(program)),
+            *("--progress", "--jsonl", str(recording)),
+        ],
         capture_output=True,
         check=True,
         timeout=60,

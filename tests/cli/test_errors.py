@@ -46,18 +46,34 @@ def test_http_error_401_says_pass_token() -> None:
     assert "POST http://h/dev/token answered HTTP 401: pass --token" == told
 
 
-@pytest.mark.parametrize(
-    ("error", "expected"),
-    [
-        (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"), "cannot reach ws://h: connection refused"),
-        (socket.gaierror(-2, "Name or service not known"), "cannot reach ws://h: name or service not known"),
-        (TimeoutError(), "no answer from ws://h in time"),
-        (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.jsonl"), "no such file: x.jsonl"),
-        (PermissionError(errno.EACCES, "Permission denied", "out.jsonl"), "permission denied: out.jsonl"),
-        (StreamClosedError(1006, "lost"), "stream closed with code 1006 before the run completed: lost"),
-        (CommandFailure("said already"), "said already"),
-    ],
-)  # fmt: skip
+#: Errors a user can cause, and the line each reads as.
+FAILURES = [
+    (
+        ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"),
+        "cannot reach ws://h: connection refused",
+    ),
+    (
+        socket.gaierror(-2, "Name or service not known"),
+        "cannot reach ws://h: name or service not known",
+    ),
+    (TimeoutError(), "no answer from ws://h in time"),
+    (
+        FileNotFoundError(errno.ENOENT, "No such file or directory", "x.jsonl"),
+        "no such file: x.jsonl",
+    ),
+    (
+        PermissionError(errno.EACCES, "Permission denied", "out.jsonl"),
+        "permission denied: out.jsonl",
+    ),
+    (
+        StreamClosedError(1006, "lost"),
+        "stream closed with code 1006 before the run completed: lost",
+    ),
+    (CommandFailure("said already"), "said already"),
+]
+
+
+@pytest.mark.parametrize(("error", "expected"), FAILURES)
 def test_user_failures_are_one_line(error: BaseException, expected: str) -> None:
     """Each failure a user can cause reads as a short line, not an [Errno]."""
     assert expected == describe(error, args(url="ws://h"))
