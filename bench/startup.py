@@ -10,7 +10,7 @@ a user runs it.
 
 The variants run interleaved, each ``repetitions`` times after one untimed
 warm-up, so that machine noise hits them alike; medians are reported. The
-target (issue 11): each command within 3× the baseline.
+target (issue 11): each command within 3 times the baseline.
 """
 
 from __future__ import annotations
