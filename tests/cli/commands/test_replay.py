@@ -116,3 +116,15 @@ def test_log_json_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert [e["event"] for e in entries] == ["started", "result", "run_summary"]
     assert entries[-1]["exit_code"] == 0
     assert all(e["run"] == "demo-run-1" for e in entries)
+
+
+def test_run_without_completed_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording that stops before ``completed``: the run's notes say so."""
+    path = write(tmp_path / "cut.jsonl", [Event(type="stdout", data="a\n", run="r")])
+    assert 0 == main(["replay", str(path), "--json"])
+    _, err = capsys.readouterr()
+    (run,) = json.loads(err)["runs"]
+    assert run["success"] is None
+    assert "the stream ended before the run's completed event" == run["reason"]
