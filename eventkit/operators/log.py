@@ -35,8 +35,24 @@ SUMMARY_TYPES: Final = LIFECYCLE_TYPES - {"completed"}
 _FINISHED_RUNS: Final = 4096
 
 _LEVELS: Final = ("debug", "info", "warning", "error", "critical")
-# Keys the entry itself uses; attrs with these names get an ``attr_`` prefix.
-_RESERVED: Final = frozenset({"event", "run", "sequence", "data", "level"})
+# Keys the entry itself uses, and those structlog's processors give a meaning
+# to (an attr named ``exception`` or ``stack`` would be taken for a traceback
+# to render, and crash it): attrs with these names are logged as ``attrs.NAME``.
+_RESERVED: Final = frozenset(
+    {
+        "event",
+        "run",
+        "sequence",
+        "data",
+        "level",
+        "exception",
+        "exc_info",
+        "stack",
+        "stack_info",
+        "timestamp",
+        "logger",
+    }
+)
 _LEVEL_BY_TYPE: Final[dict[str, str]] = {
     "stderr": "warning",
     "error": "error",
@@ -186,7 +202,7 @@ class LogEvents(Stateless):
         if len(data) > DATA_LIMIT:
             data = data[:DATA_LIMIT] + "…"
         fields = {
-            (f"attr_{key}" if key in _RESERVED else key): value
+            (f"attrs.{key}" if key in _RESERVED else key): value
             for key, value in event.attrs.items()
         }
         method = self._methods[_LEVEL_BY_TYPE.get(event.type, "info")]

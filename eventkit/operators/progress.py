@@ -25,11 +25,14 @@ _TERMINAL_TYPES: Final = frozenset(str(t) for t in TERMINAL_TYPES)
 #: read as progress: neither number may touch a word character or a ``/``
 #: (``a/1/2``, ``2024/11/22``, ``step1/2``), nor a ``.`` that joins it to more of
 #: a word (``1.2/3``, ``1/2.5``, ``3/4.txt``); a ``.`` ending a sentence is fine
-#: (``Done 3/4.``).
+#: (``Done 3/4.``). Numbers of more than 18 digits are not progress: they
+#: are refused by the pattern, never handed to :func:`int` (whose digit limit
+#: would raise).
 _PROGRESS_RE: Final = re.compile(
-    r"(?<![\w.])(?P<percent>\d+(?:\.\d+)?)%"
-    r"(?:\s*\(\s*(?P<part>\d+)/(?P<whole>\d+)\s*\))?"
-    r"|(?<![\w/])(?<![\w/]\.)(?P<current>\d+)/(?P<total>\d+)(?![\w/]|\.[\w/])"
+    r"(?<![\w.])(?P<percent>\d{1,18}(?:\.\d{1,18})?)%"
+    r"(?:\s*\(\s*(?P<part>\d{1,18})/(?P<whole>\d{1,18})\s*\))?"
+    r"|(?<![\w/])(?<![\w/]\.)(?P<current>\d{1,18})/(?P<total>\d{1,18})"
+    r"(?![\w/]|\.[\w/])"
 )
 
 _Parsed = tuple[float | None, int | None, int | None]

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_LINE",
     "LineDecoder",
     "LineSplitter",
+    "NumberedLines",
     "RunLineDecoder",
     "as_text",
     "extra_attrs",
@@ -146,6 +147,90 @@ class LineSplitter:
     def _overflow(self, size: int) -> None:
         self._tail = bytearray()
         raise LineTooLongError(self.max_line, size)
+
+
+class NumberedLines:
+    """Cuts a byte stream into numbered lines, and goes on past a line too long.
+
+    For files read whole, where one bad line must not stop the rest:
+    :meth:`receive` returns ``(number, line)`` for each line a chunk
+    completes (1-based, without its ``b"\\n"``), and for a line longer
+    than ``max_line`` bytes a :exc:`~eventkit.exceptions.LineTooLongError`
+    naming it in place of the line; its bytes are dropped as they come (held
+    memory stays under ``max_line`` plus a chunk) and the next line follows.
+    Linear in the input: a long line's pieces are joined once.
+
+    Args:
+        max_line: The longest line accepted, in bytes, newline not counted.
+
+    Raises:
+        ValueError: If ``max_line`` is not positive.
+    """
+
+    __slots__ = ("_parts", "_size", "_skipping", "line", "max_line")
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        if max_line <= 0:
+            raise ValueError(f"max_line must be positive, not {max_line}")
+        self.max_line = max_line
+        #: Lines completed so far.
+        self.line = 0
+        # The unfinished line: its pieces, or only its size once too long.
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._skipping = False
+
+    def receive(self, data: bytes) -> list[tuple[int, bytes | LineTooLongError]]:
+        """Take the next chunk; return the lines it completes, numbered."""
+        out: list[tuple[int, bytes | LineTooLongError]] = []
+        limit = self.max_line
+        start = 0
+        if self._parts or self._skipping:
+            # Finish the unfinished line first.
+            end = data.find(b"\n")
+            if end < 0:
+                self._hold(data)
+                return out
+            self._hold(data[:end])
+            out.append(self._finish())
+            start = end + 1
+        pieces = data[start:].split(b"\n")
+        rest = pieces.pop()
+        number = self.line
+        for piece in pieces:
+            number += 1
+            if len(piece) > limit:
+                out.append((number, LineTooLongError(limit, len(piece), line=number)))
+            else:
+                out.append((number, piece))
+        self.line = number
+        if rest:
+            self._hold(rest)
+        return out
+
+    def close(self) -> list[tuple[int, bytes | LineTooLongError]]:
+        """End of input: return the last line if it had no newline."""
+        if not (self._parts or self._skipping):
+            return []
+        return [self._finish()]
+
+    def _hold(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._skipping:
+            return
+        if self._size > self.max_line:
+            self._skipping = True
+            self._parts = []
+        else:
+            self._parts.append(piece)
+
+    def _finish(self) -> tuple[int, bytes | LineTooLongError]:
+        self.line += 1
+        size, parts, skipped = self._size, self._parts, self._skipping
+        self._parts, self._size, self._skipping = [], 0, False
+        if skipped:
+            return self.line, LineTooLongError(self.max_line, size, line=self.line)
+        return self.line, b"".join(parts)
 
 
 def invalid_line(line: bytes, reason: str) -> tuple[str, Mapping[str, Any]]:

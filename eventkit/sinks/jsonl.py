@@ -25,20 +25,37 @@ class JsonlSink(Sink):
     stops the run (see :class:`~eventkit.sinks.Sink`).
 
     Args:
-        target: A path (opened for writing, truncated, closed at the end) or an
+        target: A path (opened when the run starts, closed at the end) or an
             open file, binary or text (left open, flushed at the end).
+        append: Add to the file at ``target`` instead of replacing it, as a
+            long-running worker does: what earlier runs recorded is kept. A
+            last line left unfinished (a process killed mid-write) is ended
+            with a newline first, so the lines appended read back whole.
     """
 
-    def __init__(self, target: str | os.PathLike[str] | IO[bytes] | IO[str]) -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | IO[bytes] | IO[str],
+        *,
+        append: bool = False,
+    ) -> None:
         self._target = target
+        self._append = append
         self._file: IO[bytes] | IO[str] | None = None
         self._owned = False
 
     async def open(self) -> None:
         """Open the path, if a path was given."""
         if isinstance(self._target, str | os.PathLike):
-            # Blocking open of a local file, kept open until close().
-            self._file = Path(self._target).open("wb")  # noqa: ASYNC230, SIM115
+            path = Path(self._target)
+            # Blocking opens of a local file, kept open until close().
+            if self._append:
+                file = path.open("ab")  # noqa: ASYNC230
+                if file.tell() and not _ends_a_line(path):
+                    file.write(b"\n")
+            else:
+                file = path.open("wb")  # noqa: ASYNC230
+            self._file = file
             self._owned = True
         else:
             self._file = self._target
@@ -84,6 +101,18 @@ class JsonlSink(Sink):
         return f"<jsonl sink {self._target!r}>"
 
 
-def jsonl(target: str | os.PathLike[str] | IO[bytes] | IO[str]) -> JsonlSink:
-    """Return a sink recording events as JSON Lines to a path or open file."""
-    return JsonlSink(target)
+def _ends_a_line(path: Path) -> bool:
+    """Tell whether the non-empty file at ``path`` ends with a newline."""
+    with path.open("rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
+
+
+def jsonl(
+    target: str | os.PathLike[str] | IO[bytes] | IO[str], *, append: bool = False
+) -> JsonlSink:
+    """Return a sink recording events as JSON Lines to a path or open file.
+
+    See :class:`JsonlSink`; ``append=True`` adds to an existing file.
+    """
+    return JsonlSink(target, append=append)

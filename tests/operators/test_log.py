@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from structlog.testing import capture_logs
 import eventkit
 from eventkit import pipe, sources
 from eventkit.events import Event
+from eventkit.logging import configure
 from eventkit.operators._base import Operator
 from eventkit.operators.log import DATA_LIMIT, SUMMARY_TYPES, LogEvents, LogSummaries
 from eventkit.summary import SummaryTracker
@@ -145,7 +147,7 @@ def test_attrs_are_top_level_keys() -> None:
 
 
 def test_reserved_attr_names_are_prefixed() -> None:
-    """Attrs named like the entry's own keys get an ``attr_`` prefix."""
+    """Attrs named like the entry's own keys get an ``attrs.`` prefix."""
     with capture_logs() as logs:
         operator = LogEvents(structlog.get_logger())
         operator.feed(
@@ -173,11 +175,11 @@ def test_reserved_attr_names_are_prefixed() -> None:
             "run": "r",
             "sequence": 3,
             "data": "real data",
-            "attr_event": "e",
-            "attr_run": "other",
-            "attr_sequence": 99,
-            "attr_data": "d",
-            "attr_level": "l",
+            "attrs.event": "e",
+            "attrs.run": "other",
+            "attrs.sequence": 99,
+            "attrs.data": "d",
+            "attrs.level": "l",
             "keep": 1,
             "log_level": "info",
         }
@@ -490,3 +492,25 @@ def test_summary_max_runs_must_be_positive(max_runs: int) -> None:
     """``max_runs`` below 1 is refused."""
     with pytest.raises(ValueError, match="max_runs"):
         LogSummaries(RecordingLogger(), SummaryTracker, max_runs=max_runs)
+
+
+@pytest.mark.parametrize("mode", ["events", "summary"])
+@pytest.mark.parametrize(
+    "name",
+    ["exception", "exc_info", "stack", "stack_info", "timestamp", "logger", "event"],
+)
+def test_attrs_named_like_structlogs_keys_never_crash(mode: str, name: str) -> None:
+    """An attr structlog would take for its own is logged as ``attrs.NAME``."""
+    for renderer in ("json", "console"):
+        out = io.StringIO()
+        configure(renderer, file=out)  # type: ignore[arg-type]
+        try:
+            operator = pipe.log_events(mode=mode, types=["error"]).create()
+            attrs = {name: "not a traceback"}
+            error = Event(type="error", data="boom", run="r", attrs=attrs)
+            completed = ev("completed", "", 1, success=False)
+            operator.feed([error, completed])  # type: ignore[arg-type]
+            operator.flush()
+        finally:
+            structlog.reset_defaults()
+        assert f"attrs.{name}" in out.getvalue()

@@ -395,3 +395,32 @@ def test_passes_every_event_and_ends_every_run(
             last[event.run] = event.timestamp
         elif event.type == "progress":
             last.pop(event.run, None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "1/" + "9" * 5000,
+        "9" * 5000 + "/1",
+        "(" + "1" * 19 + "/" + "2" * 19 + ")",
+        "50% (" + "1" * 5000 + "/2)",
+        "1234567890123456789%",
+    ],
+)
+def test_huge_numbers_are_not_progress(data: str) -> None:
+    """Numbers of more than 18 digits are ignored, never handed to int()."""
+    tracker = TrackProgress()
+    out = tracker.feed([ev("stdout", data)])
+    assert [ev("stdout", data)] == out[:1]
+    assert all(report["current"] is None for report in reports(out))
+
+
+def test_eighteen_digits_still_count() -> None:
+    """Up to 18 digits a fraction is progress."""
+    big = "9" * 18
+    (report,) = reports(TrackProgress().feed([ev("stdout", f"{big}/{big}")]))
+    assert (100.0, int(big), int(big)) == (
+        report["percent"],
+        report["current"],
+        report["total"],
+    )

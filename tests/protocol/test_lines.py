@@ -10,7 +10,7 @@ from hypothesis import example, given, strategies as st
 
 from eventkit.events import NO_ATTRS, Event
 from eventkit.exceptions import LineTooLongError
-from eventkit.protocol.lines import MAX_LINE, LineDecoder, LineSplitter
+from eventkit.protocol.lines import MAX_LINE, LineDecoder, LineSplitter, NumberedLines
 from tests.factories import ev
 
 
@@ -223,3 +223,56 @@ def test_decoder_max_line_must_be_positive(max_line: int) -> None:
     """A non-positive ``max_line`` is refused when the decoder is made."""
     with pytest.raises(ValueError, match="max_line"):
         Echo(max_line=max_line)
+
+
+# NumberedLines
+
+
+@given(
+    st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=12),
+    st.lists(st.integers(1, 9), min_size=1),
+    st.integers(1, 10),
+)
+def test_numbered_lines_whatever_the_chunks(
+    lines: list[bytes], cuts: list[int], limit: int
+) -> None:
+    """Chunking never changes the numbered lines; long ones become errors in place."""
+    data = b"".join(line + b"\n" for line in lines)
+    reader = NumberedLines(limit)
+    out = []
+    start = 0
+    for size in itertools.cycle(cuts):
+        if start >= len(data):
+            break
+        out += reader.receive(data[start : start + size])
+        start += size
+    out += reader.close()
+    expected = [
+        (n, line if len(line) <= limit else ("too long", len(line)))
+        for n, line in enumerate(lines, 1)
+    ]
+    got = [
+        (n, ("too long", item.size) if isinstance(item, LineTooLongError) else item)
+        for n, item in out
+    ]
+    assert expected == got
+
+
+def test_numbered_lines_last_line_without_newline() -> None:
+    """close() gives the last line when it has no newline, numbered."""
+    reader = NumberedLines(100)
+    assert [(1, b"a")] == reader.receive(b"a\nb")
+    assert [(2, b"b")] == reader.close()
+    assert [] == reader.close()
+
+
+def test_numbered_lines_hold_little_of_a_long_line() -> None:
+    """A line past the limit is dropped as it comes: its pieces are not kept."""
+    reader = NumberedLines(10)
+    for _ in range(1000):
+        assert [] == reader.receive(b"x" * 1000)
+    assert [] == reader._parts
+    ((number, error), (after, line)) = reader.receive(b"\nok\n")
+    assert isinstance(error, LineTooLongError)
+    assert (1, 1_000_000, 1) == (number, error.size, error.line)
+    assert (2, b"ok") == (after, line)

@@ -11,6 +11,7 @@ import eventkit
 from eventkit import sinks, sources
 from eventkit.protocol import jsonl as codec
 from tests.factories import ev
+from tests.scripted import collect
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -310,3 +311,27 @@ async def test_console_keeps_control_characters() -> None:
     data = "10%\r50%\r100%\r\nbell\a back\b\n"
     out, _ = await show([ev("stdout", data)])
     assert data == out
+
+
+async def test_jsonl_append_keeps_what_was_there(tmp_path: Path) -> None:
+    """append=True adds to the file; a torn last line is ended first."""
+    path = tmp_path / "out.jsonl"
+    first = [ev("stdout", "a"), ev("completed", "", 1, success=True)]
+    await eventkit.run(sources.iterate(first), sink=sinks.jsonl(path, append=True))
+    # A worker killed mid-write leaves half a line behind.
+    with path.open("ab") as file:
+        file.write(b'{"type": "std')
+    second = [ev("stdout", "b", run="s")]
+    await eventkit.run(sources.iterate(second), sink=sinks.jsonl(path, append=True))
+    invalid: list[eventkit.DecodeError] = []
+    read = await collect(sources.jsonl(path, on_invalid=invalid.append))
+    assert first + second == read
+    assert [3] == [error.line for error in invalid]
+
+
+async def test_jsonl_without_append_replaces(tmp_path: Path) -> None:
+    """By default the file is replaced: a recording of this run only."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    await eventkit.run(sources.iterate([ev("stdout", "a")]), sink=sinks.jsonl(path))
+    assert [ev("stdout", "a")] == await collect(sources.jsonl(path))

@@ -10,9 +10,10 @@ import pytest
 import eventkit
 from eventkit import sources
 from eventkit.events import Event
+from eventkit.exceptions import DecodeError, LineTooLongError
 from eventkit.protocol import jsonl as codec
-from eventkit.protocol.jsonl import DecodeError
 from tests.factories import ev
+from tests.scripted import collect
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -313,3 +314,42 @@ async def test_jsonl_line_longer_than_a_block() -> None:
     long = ev("stdout", "y" * (3 * BLOCK))
     data = lines([EVENTS[0], long, EVENTS[1]])
     assert [EVENTS[0], long, EVENTS[1]] == await read(sources.jsonl(io.BytesIO(data)))
+
+
+async def test_jsonl_line_over_the_limit_names_its_line() -> None:
+    """A line longer than max_line_bytes is a DecodeError naming it; before it, all."""
+    data = lines(EVENTS[:1]) + b"x" * 5000 + b"\n" + lines(EVENTS[1:])
+    sink = eventkit.sinks.collect()
+    with pytest.raises(LineTooLongError) as caught:
+        await eventkit.run(
+            sources.jsonl(io.BytesIO(data), max_line_bytes=1000), sink=sink
+        )
+    assert (2, 1000, 5000) == (caught.value.line, caught.value.limit, caught.value.size)
+    assert isinstance(caught.value, DecodeError)
+    assert EVENTS[:1] == sink.events
+
+
+async def test_jsonl_line_over_the_limit_skipped_with_on_invalid() -> None:
+    """With on_invalid the long line is reported and skipped; reading goes on."""
+    data = lines(EVENTS[:1]) + b"x" * 5000 + b"\n" + lines(EVENTS[1:])
+    invalid: list[DecodeError] = []
+    got = await collect(
+        sources.jsonl(io.BytesIO(data), max_line_bytes=1000, on_invalid=invalid.append)
+    )
+    assert EVENTS == got
+    assert [2] == [error.line for error in invalid]
+
+
+async def test_jsonl_huge_line_is_read_in_linear_time(tmp_path: Path) -> None:
+    """A 64 MiB line in small blocks is joined once (it used to be quadratic)."""
+    path = tmp_path / "big.jsonl"
+    data = "y" * (64 << 20)
+    path.write_bytes(codec.encode(ev("stdout", data)))
+    (event,) = await collect(sources.jsonl(path, max_line_bytes=65 << 20))
+    assert len(event.data) == len(data)
+
+
+def test_jsonl_max_line_bytes_must_be_positive() -> None:
+    """A nonsense limit is refused when the source is made."""
+    with pytest.raises(ValueError, match="max_line_bytes"):
+        sources.jsonl("x.jsonl", max_line_bytes=0)

@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         outputs.append(sinks.jsonl(sys.stdout))
     if args.jsonl:
-        outputs.append(sinks.jsonl(args.jsonl))
+        outputs.append(sinks.jsonl(args.jsonl, append=True))
     if args.metrics_port is not None:
         outputs.append(sinks.prometheus_http(args.metrics_port))
     if args.pushgateway:
