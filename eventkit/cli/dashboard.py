@@ -1,4 +1,4 @@
-"""The dashboard's flags and wiring, for ``run``, ``replay``, ``worker`` and ``serve``.
+"""The dashboard's flags and wiring, for ``run``, ``replay`` and ``worker``.
 
 :func:`add_dashboard_flags` adds ``--dashboard PORT``, ``--dashboard-host``,
 ``--dashboard-token`` (or ``EVENTKIT_DASHBOARD_TOKEN``) and, for commands
@@ -13,13 +13,14 @@ Failure behaviour: flags the dashboard refuses (a non-loopback host without
 a token, an empty token) print one line and raise
 :exc:`~eventkit.cli.errors.CommandExit` with status 2; a port that cannot be
 bound raises :exc:`OSError` from :func:`serving`, for the command to report.
+
+Only argparse-level work happens at import (the parser imports this module):
+everything else loads when a command runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from typing import TYPE_CHECKING, TypeVar
 
@@ -74,7 +75,8 @@ def add_dashboard_flags(parser: argparse.ArgumentParser, *, keep: bool) -> None:
         group.add_argument(
             "--dashboard-keep",
             action="store_true",
-            help="keep serving the dashboard after the runs end, until Ctrl-C",
+            help="keep serving the dashboard after the runs end, until Ctrl-C "
+            "(the summary follows then)",
         )
 
 
@@ -173,6 +175,10 @@ async def serving(
 
 async def _interrupted() -> None:
     """Return at the first SIGINT or SIGTERM."""
+    # Imported here: parsing the flags (``--help``) needs neither.
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)

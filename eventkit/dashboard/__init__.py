@@ -1,7 +1,7 @@
 """The live dashboard: every run as it happens, in a browser and in the terminal.
 
 :func:`eventkit.sinks.dashboard` returns the sink; ``eventkit run``,
-``replay``, ``worker`` and ``serve`` take ``--dashboard PORT``, and
+``replay`` and ``worker`` take ``--dashboard PORT``, and
 ``eventkit top URL`` shows the same runs in the terminal. The package, by
 module:
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from eventkit.dashboard.board import EVENT_OVERHEAD, THROUGHPUT_SECONDS, Board
+from eventkit.operators.progress import _parse as parse_progress
 from tests.factories import ev, out
 
 
@@ -279,3 +280,58 @@ def test_invalid_bounds_are_refused() -> None:
         Board(keep_runs=-1)
     with pytest.raises(ValueError, match="tail_bytes"):
         Board(tail_bytes=1)
+
+
+KINDS = st.sampled_from(
+    ["stdout", "stderr", "started", "result", "error", "progress", "gap", "custom"]
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("ab"),
+            KINDS,
+            st.sampled_from(["", "x\n", "é 5/10\n", "ok 50%", "/tmp/a b"]),
+        ),
+        max_size=60,
+    ),
+    st.integers(min_value=1, max_value=7),
+    st.booleans(),
+)
+def test_the_record_counts_what_a_naive_count_does(
+    items: list[tuple[str, str, str]], cut: int, log: bool
+) -> None:
+    """However the batches are cut, with or without the log, the counts agree."""
+    events = [
+        ev(kind, data, n, run=run, exit_code=n, percent=float(n % 100))
+        for n, (run, kind, data) in enumerate(items)
+    ]
+    board = Board()
+    for start in range(0, len(events), cut):
+        board.feed(events[start : start + cut], 1.0, log=log)
+    for run in "ab":
+        mine = [event for event in events if event.run == run]
+        record = board.get(run)
+        if not mine:
+            assert record is None
+            continue
+        assert record is not None
+        counted = [e for e in mine if e.type not in {"progress", "gap"}]
+        assert len(counted) == record.events
+        for kind, total in (
+            ("stdout", record.stdout_bytes),
+            ("stderr", record.stderr_bytes),
+        ):
+            assert sum(len(e.data.encode()) for e in mine if e.type == kind) == total
+        assert sum(e.type == "error" for e in mine) == record.errors
+        results = [e for e in mine if e.type == "result"]
+        assert (results[-1]["exit_code"] if results else None) == record.exit_code
+        assert max(e.timestamp for e in mine) == record.last_timestamp
+        progress: tuple[float | None, int | None, int | None] = (None, None, None)
+        for e in mine:
+            if e.type == "progress":
+                progress = (e["percent"], progress[1], progress[2])
+            elif e.type in {"stdout", "stderr"}:
+                progress = parse_progress(e.data, progress)
+        assert progress[0] == record.percent
