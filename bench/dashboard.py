@@ -10,7 +10,10 @@ events, then:
 (cli)        as ``eventkit run --dashboard`` wires it: the dashboard's
              upstream tapped before the chain (every source event counted
              into its run's record), its watch stage at the end of the chain,
-             the output to the counting sink and the dashboard.
+             the output to the counting sink and the dashboard. Reported, not
+             bound: the target (``<= 1.15``) is the sink's; this also counts
+             each of the source's events in Python, before the chain shrinks
+             them (here 8 runs interleaved event by event, the worst case).
 
 The browser is a separate process reading ``/api/stream?run=...`` (what the
 page opens), so that its reading costs this process nothing, as a real
@@ -110,7 +113,7 @@ def measure(
     Returns:
         ``{"benchmark": "dashboard", "title", "variants": {name: {"label",
         "events/s", "ns/event", "median ns/event", "added ns/event",
-        "seconds"}}, "targets": {"dashboard/base", "cli/base": {"value",
+        "x base", "seconds"}}, "targets": {"dashboard/base": {"value",
         "target"}}}``.
     """
     data = list(synthetic_events(events))
@@ -150,6 +153,7 @@ def measure(
             "ns/event": 1e9 * best[name] / events,
             "median ns/event": 1e9 * median[name] / events,
             "added ns/event": 1e9 * (best[name] - base) / events,
+            "x base": best[name] / base,
             "seconds": times[name],
         }
         for name in VARIANTS
@@ -159,12 +163,12 @@ def measure(
         "title": f"The dashboard on the core chain, {events:,} events, one browser "
         f"connected (best of {repetitions}; {missed} messages it missed)",
         "variants": variants,
+        # The bound is on the sink; the CLI's wiring (cli) is reported above.
         "targets": {
             "dashboard/base": {
                 "value": best["dashboard"] / base,
                 "target": f"<= {TARGET}",
             },
-            "cli/base": {"value": best["cli"] / base, "target": f"<= {TARGET}"},
         },
     }
 
