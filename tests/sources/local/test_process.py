@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import resource
 import shutil
@@ -134,10 +133,15 @@ def test_memory_cap_is_kept_under_the_hard_limit(
 ) -> None:
     """A cap above the hard limit is lowered to it: raising it would fail."""
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1 << 20, 1 << 30))
-    preexec = process.limit_memory(1 << 40)
-    assert isinstance(preexec, functools.partial)
-    assert preexec.args == (resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    assert (resource.RLIMIT_AS, (1 << 30, 1 << 30)) == process.memory_rlimit(1 << 40)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (-1, resource.RLIM_INFINITY))
-    preexec = process.limit_memory(1 << 40)
-    assert isinstance(preexec, functools.partial)
-    assert preexec.args == (resource.RLIMIT_AS, (1 << 40, 1 << 40))
+    assert (resource.RLIMIT_AS, (1 << 40, 1 << 40)) == process.memory_rlimit(1 << 40)
+
+
+def test_process_cap_is_kept_under_the_hard_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RLIMIT_NPROC too is lowered to the hard limit."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (10, 100))
+    assert (resource.RLIMIT_NPROC, (100, 100)) == process.process_rlimit(1000)
+    assert (resource.RLIMIT_NPROC, (50, 50)) == process.process_rlimit(50)
