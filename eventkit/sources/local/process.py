@@ -74,9 +74,10 @@ __all__ = [
 _HIGH_WATER: Final = 4 * 1024 * 1024
 #: ...and resumed once the consumer has brought it down to this.
 _LOW_WATER: Final = 1024 * 1024
-#: How long a read waits for the next one before the consumer is woken, so
-#: that writes made together come out as one event: print() in unbuffered
-#: Python writes its text and its newline separately.
+#: How long a read that ends inside a line waits for the next one before
+#: the consumer is woken, so that writes made together come out as one
+#: event: print() in unbuffered Python writes its text and its newline
+#: separately. A read ending with a newline wakes the consumer at once.
 _COALESCE: Final = 0.002
 #: After the exit, how long a pipe still held open by a process outside the
 #: group may stay silent before the stream stops waiting for it.
@@ -324,7 +325,10 @@ class ChildProcess(asyncio.SubprocessProtocol):
         if self._buffered > _HIGH_WATER and fd not in self._paused:
             self._pipe(fd).pause_reading()
             self._paused.add(fd)
-        if self._wake_soon is None:
+        if data[-1:] == b"\n":
+            # A whole line (or the rest of one): no reason to wait for more.
+            self._wake()
+        elif self._wake_soon is None:
             self._wake_soon = self._loop.call_later(_COALESCE, self._wake)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
