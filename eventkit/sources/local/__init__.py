@@ -130,8 +130,7 @@ from __future__ import annotations
 
 # Eagerly, as eventkit.sources imports this package eagerly too: the function,
 # bound there after the package loads, is what ``eventkit.sources.local`` names.
-from eventkit.sources.local.isolation import IsolationSupport
-from eventkit.sources.local.isolation import probe as probe_isolation
+from eventkit.sources.local.isolation import IsolationSupport, probe as probe_isolation
 from eventkit.sources.local.source import Isolation, local
 
 __all__ = ["Isolation", "IsolationSupport", "local", "probe_isolation"]

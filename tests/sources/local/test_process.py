@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import shutil
@@ -48,7 +49,7 @@ async def test_exit_kills_what_the_process_left_running() -> None:
 
 
 async def test_pipes_held_from_outside_the_group_are_given_up() -> None:
-    """A process that left the group cannot keep the run open for long."""
+    """A process that left the group cannot keep the run open; it dies at the end."""
     code = (
         "import subprocess\n"
         "child = subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
@@ -62,8 +63,11 @@ async def test_pipes_held_from_outside_the_group_are_given_up() -> None:
         kinds = [kind for kind in types(events) if kind != "stdout"]
         assert kinds == ["started", "result", "completed"]
         assert events[-1].attrs["success"] is True
+        # It held the run's pipes: found in /proc and killed with the run.
+        assert await gone(escaped)
     finally:
-        os.kill(escaped, 9)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(escaped, 9)
 
 
 async def test_pipes_held_from_outside_are_read_while_they_speak(
@@ -92,8 +96,10 @@ async def test_pipes_held_from_outside_are_read_while_they_speak(
     try:
         assert [line for line in lines if not line.startswith("pid ")] == list("12345")
         assert events[-1].attrs["success"] is True
+        assert await gone(pid)
     finally:
-        os.kill(pid, 9)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
 
 
 async def test_closed_pipes_do_not_end_the_run() -> None:
