@@ -470,3 +470,13 @@ def test_describe() -> None:
 def test_probe_is_cached() -> None:
     """probe() starts a sandbox once: later calls give the same answer."""
     assert isolation.probe() is isolation.probe() is isolation.probed()
+
+
+@needs_bwrap
+async def test_auto_uses_the_sandbox_where_it_starts() -> None:
+    """isolation='auto' on a machine where bwrap works: the code is sandboxed."""
+    code = (
+        "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    )
+    events = await read(local(code, isolation="auto"))
+    assert "[1, 2]\n" == output(events)
