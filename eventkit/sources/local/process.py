@@ -74,10 +74,10 @@ __all__ = [
 _HIGH_WATER: Final = 4 * 1024 * 1024
 #: ...and resumed once the consumer has brought it down to this.
 _LOW_WATER: Final = 1024 * 1024
-#: How long a read that ends inside a line waits for the next one before
-#: the consumer is woken, so that writes made together come out as one
-#: event: print() in unbuffered Python writes its text and its newline
-#: separately. A read ending with a newline wakes the consumer at once.
+#: How long output ending inside a line is held for the rest of the line, so
+#: that writes made together come out as one event: print() in unbuffered
+#: Python writes its text and its newline separately. Output ending with a
+#: newline wakes the consumer at once.
 _COALESCE: Final = 0.002
 #: After the exit, how long a pipe still held open by a process outside the
 #: group may stay silent before the stream stops waiting for it.
@@ -251,6 +251,7 @@ class ChildProcess(asyncio.SubprocessProtocol):
         "_linger",
         "_loop",
         "_open_pipes",
+        "_partial_since",
         "_paused",
         "_received",
         "_stopping",
@@ -294,6 +295,8 @@ class ChildProcess(asyncio.SubprocessProtocol):
         self.pid = 0
         self.transport: asyncio.SubprocessTransport | None = None
         self._received = 0
+        #: When the output still unterminated by a newline began to arrive.
+        self._partial_since: float | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._wake_soon: asyncio.TimerHandle | None = None
         #: The timeout: armed until the run is over, the exit is not enough.
@@ -327,8 +330,12 @@ class ChildProcess(asyncio.SubprocessProtocol):
             self._paused.add(fd)
         if data[-1:] == b"\n":
             # A whole line (or the rest of one): no reason to wait for more.
+            self._partial_since = None
             self._wake()
-        elif self._wake_soon is None:
+            return
+        if self._partial_since is None:
+            self._partial_since = self._loop.time()
+        if self._wake_soon is None:
             self._wake_soon = self._loop.call_later(_COALESCE, self._wake)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
@@ -364,7 +371,9 @@ class ChildProcess(asyncio.SubprocessProtocol):
         """Return the next output, or None when there is none yet.
 
         Reads of one pipe that came together are joined, so that they make
-        one event; their bytes count as taken for flow control.
+        one event; their bytes count as taken for flow control. The newest
+        output, when it ends inside a line, is held for the rest of the line
+        until it is :data:`_COALESCE` old (then a timer wakes the consumer).
 
         Returns:
             ``(fd, bytes)`` for output of pipe ``fd`` (1 or 2), ``(fd, None)``
@@ -382,6 +391,19 @@ class ChildProcess(asyncio.SubprocessProtocol):
                 break
             chunks.popleft()
             data += more
+        since = self._partial_since
+        if since is not None and not chunks:
+            if self._loop.time() - since < _COALESCE:
+                # Deliver the whole lines; hold the line still being written.
+                cut = data.rfind(b"\n") + 1
+                chunks.appendleft((fd, data[cut:]))
+                if self._wake_soon is None:
+                    self._wake_soon = self._loop.call_at(since + _COALESCE, self._wake)
+                if not cut:
+                    return None
+                data = data[:cut]
+            else:
+                self._partial_since = None
         self._taken(len(data))
         return fd, data
 

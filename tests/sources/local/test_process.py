@@ -151,3 +151,39 @@ def test_process_cap_is_kept_under_the_hard_limit(
     monkeypatch.setattr(resource, "getrlimit", lambda _: (10, 100))
     assert (resource.RLIMIT_NPROC, (100, 100)) == process.process_rlimit(1000)
     assert (resource.RLIMIT_NPROC, (50, 50)) == process.process_rlimit(50)
+
+
+# --- when output is handed over: whole lines at once, partial lines a moment later ---
+
+
+async def test_whole_lines_go_at_once_the_line_being_written_waits() -> None:
+    """Whole lines are taken at once; the end of the newest read waits for its rest."""
+    child = process.ChildProcess(asyncio.get_running_loop())
+    child.pipe_data_received(1, b"one\ntw")
+    assert (1, b"one\n") == child.take()
+    assert child.take() is None
+    child.pipe_data_received(1, b"o\n")
+    assert (1, b"two\n") == child.take()
+    assert child.take() is None
+
+
+async def test_a_partial_line_goes_after_a_moment() -> None:
+    """A line that does not end soon is handed over without its newline."""
+    child = process.ChildProcess(asyncio.get_running_loop())
+    child.pipe_data_received(1, b"Password: ")
+    assert child.take() is None
+    await child.changed()  # the timer wakes the consumer
+    assert (1, b"Password: ") == child.take()
+
+
+async def test_later_output_releases_a_partial_line() -> None:
+    """Output of the other pipe, or a pipe's end, hands a partial line over first."""
+    child = process.ChildProcess(asyncio.get_running_loop())
+    child.pipe_data_received(1, b"progress 10%")
+    child.pipe_data_received(2, b"warning\n")
+    assert (1, b"progress 10%") == child.take()
+    assert (2, b"warning\n") == child.take()
+    child.pipe_data_received(1, b"last words")
+    child.pipe_connection_lost(1, None)
+    assert (1, b"last words") == child.take()
+    assert (1, None) == child.take()

@@ -520,7 +520,9 @@ async def test_interrupt_reaches_the_child_when_eventkit_ignores_it() -> None:
 
 
 #: Double-forks a daemon in a session of its own that writes to the inherited
-#: stdout forever; its first line is its pid. The main process exits at once.
+#: stdout forever; its first line is its pid. The main process exits as soon
+#: as the daemon is on its own (had it exited sooner, the kill of its group
+#: would have caught the daemon before its setsid).
 DAEMON_WRITER: Final = """
 import os, sys, time
 if os.fork() == 0:
@@ -531,6 +533,7 @@ if os.fork() == 0:
             os.write(1, b"still here\\n")
             time.sleep(0.01)
     os._exit(0)
+os.wait()
 """
 
 
