@@ -391,8 +391,10 @@ def local(
     - ``started``: ``attrs`` ``language`` (canonical: ``"python"``,
       ``"bash"``, ``"sh"``, ``"javascript"``) and ``pid`` (also the process
       group id; in a sandbox, bwrap's).
-    - ``stdout`` / ``stderr``: output chunks as the bytes arrive (a read of
-      whatever the pipe holds, not a line), in the order they were read.
+    - ``stdout`` / ``stderr``: output chunks as the bytes arrive (what the
+      pipe held, not a line; output ending inside a line is held up to 2 ms
+      for its end, so that a text and its newline written apart make one
+      event), in the order they were read.
       Each stream is decoded as UTF-8 incrementally, so a character split
       across writes is never split across events; invalid bytes become
       U+FFFD.
