@@ -39,7 +39,7 @@ async def test_token_create_status_delete(client: Any) -> None:
 
 
 async def test_stream_lines_hold_only_type_and_data(client: Any) -> None:
-    """Output lines, then completed; every line has exactly type and data."""
+    """Output lines hold exactly type and data; completed adds the outcome."""
     sandbox_id = await client.create_aicomputer()
     lines = await post_stream(
         client,
@@ -52,10 +52,12 @@ async def test_stream_lines_hold_only_type_and_data(client: Any) -> None:
             "environment": {"A": "seen"},
         },
     )
-    assert all({"type", "data"} == set(line) for line in lines)
+    assert all({"type", "data"} == set(line) for line in lines[:-1])
     assert "seen\n" == "".join(x["data"] for x in lines if x["type"] == "stdout")
     assert "e\n" == "".join(x["data"] for x in lines if x["type"] == "stderr")
-    assert {"type": "completed", "data": ""} == lines[-1]
+    assert {"type": "completed", "data": "", "exit_code": 0, "success": True} == (
+        lines[-1]
+    )
     assert "error" not in [line["type"] for line in lines]
 
 
@@ -66,7 +68,7 @@ async def test_failure_is_one_error_just_before_completed(client: Any) -> None:
     assert "NameError" in "".join(x["data"] for x in lines if x["type"] == "stderr")
     assert [
         {"type": "error", "data": "process exited with code 1"},
-        {"type": "completed", "data": ""},
+        {"type": "completed", "data": "", "exit_code": 1, "success": False},
     ] == lines[-2:]
     assert 1 == [line["type"] for line in lines].count("error")
 
@@ -86,6 +88,7 @@ async def test_execute_answers_at_the_end(client: Any) -> None:
         "exit_code": 0,
         "success": True,
         "error": None,
+        "truncated": False,
     } == answer
 
 

@@ -43,7 +43,11 @@ async def test_loopback_needs_no_api_key(host: str) -> None:
             f"{server.url}/v1/sandboxes", headers={"X-API-Key": "any-key-at-all"}
         ) as response:
             assert 200 == response.status
-            assert server.url == (await response.json())["public_host"]
+            created = await response.json()
+        assert (
+            f"{server.url}/agent/{created['id']}.local.vms.hopx.dev"
+            == (created["public_host"])
+        )
 
 
 def test_invalid_arguments() -> None:

@@ -180,7 +180,7 @@ async def test_output_cap_on_ndjson(client: Any) -> None:
     assert 1_000_000 == sum(len(x["data"]) for x in lines if x["type"] == "stdout")
     assert [
         {"type": "error", "data": "output exceeded 1000000 bytes"},
-        {"type": "completed", "data": ""},
+        {"type": "completed", "data": "", "exit_code": -9, "success": False},
     ] == lines[-2:]
 
 

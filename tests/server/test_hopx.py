@@ -22,7 +22,8 @@ KEY = "test-key"
 async def test_sandbox_lifecycle(client: Any) -> None:
     """Create, describe, refresh the token, delete: the shapes the SDK reads."""
     created = await client.create_hopx()
-    assert client.url == created["public_host"]
+    agent = f"{client.url}/agent/{created['id']}.local.vms.hopx.dev"
+    assert agent == created["public_host"]
     assert "running" == created["status"]
     expires = datetime.fromisoformat(created["token_expires_at"].replace("Z", "+00:00"))
     assert expires.timestamp() > time.time() + 23 * 3600
@@ -37,7 +38,7 @@ async def test_sandbox_lifecycle(client: Any) -> None:
     assert refreshed["auth_token"] != created["auth_token"]
     for token, status in ((created["auth_token"], 401), (refreshed["auth_token"], 200)):
         async with client.session.get(
-            f"{client.url}/health", headers={"Authorization": f"Bearer {token}"}
+            f"{agent}/env", headers={"Authorization": f"Bearer {token}"}
         ) as response:
             assert status == response.status
     async with client.session.delete(url, headers=headers) as response:
@@ -253,7 +254,11 @@ def server_tasks() -> list[str]:
     for task in asyncio.all_tasks():
         coroutine: Any = task.get_coro()
         code = getattr(coroutine, "cr_code", None)
-        if code is not None and "eventkit/server/" in code.co_filename:
+        if (
+            code is not None
+            and "eventkit/server/" in code.co_filename
+            and code.co_qualname != "Registry.reap_forever"
+        ):
             names.append(code.co_qualname)
     return sorted(names)
 

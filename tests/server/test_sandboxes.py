@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from eventkit.server.limits import Admission
-from eventkit.server.requests import ExecuteRequest, RequestError
+from eventkit.server.requests import ExecuteRequest
 from eventkit.server.sandboxes import (
     HOPX,
     Registry,
     SandboxGoneError,
     SandboxLimitError,
+    WorkdirError,
 )
 
 if TYPE_CHECKING:
@@ -28,24 +29,42 @@ def registry(base: Path, **options: object) -> Registry:
     return Registry(str(base), **settings)  # type: ignore[arg-type]
 
 
+def directory_of(fd: int) -> str:
+    """Return the path of the directory ``fd`` is open on, and close it."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
 def test_workdir_maps_inside_the_sandbox(tmp_path: Path) -> None:
-    """``/workspace`` is the sandbox's own directory, never the host's."""
+    """``/workspace`` is the sandbox's own directory, never the host's; made if missing."""
     sandbox = registry(tmp_path).create(HOPX, "owner")
     root = os.path.realpath(sandbox.root)
-    assert os.path.join(root, "workspace") == sandbox.directory("/workspace")
-    assert os.path.join(root, "tmp", "x") == sandbox.directory("/tmp//./x")
-    assert os.path.isdir(sandbox.directory("/workspace"))
+    assert os.path.join(root, "workspace") == directory_of(
+        sandbox.open_workdir("/workspace")
+    )
+    assert os.path.join(root, "tmp", "x") == directory_of(
+        sandbox.open_workdir("/tmp//./x")
+    )
+    assert os.path.join(root, "workspace", "rel") == directory_of(
+        sandbox.open_workdir("rel")
+    )
 
 
 def test_escapes_are_refused(tmp_path: Path) -> None:
     """``..`` and links pointing out of the sandbox are refused."""
     (tmp_path / "base").mkdir()
     sandbox = registry(tmp_path / "base").create(HOPX, "owner")
-    with pytest.raises(RequestError, match=r"\.\."):
-        sandbox.directory("/workspace/../../etc")
+    with pytest.raises(WorkdirError, match=r"\.\."):
+        sandbox.open_workdir("/workspace/../../etc")
     os.symlink(tmp_path, os.path.join(sandbox.root, "workspace", "out"))
-    with pytest.raises(RequestError, match="leads out of the sandbox"):
-        sandbox.directory("/workspace/out")
+    with pytest.raises(WorkdirError, match="absolute path is not followed") as info:
+        sandbox.open_workdir("/workspace/out")
+    assert "PATH_NOT_ALLOWED" == info.value.reason
+    os.symlink("../..", os.path.join(sandbox.root, "workspace", "up"))
+    with pytest.raises(WorkdirError, match="leads out of the sandbox"):
+        sandbox.open_workdir("/workspace/up/x")
 
 
 def test_lookup_by_kind_owner_and_token(tmp_path: Path) -> None:
@@ -107,8 +126,8 @@ async def test_delete_stops_runs_and_removes_the_directory(tmp_path: Path) -> No
     assert 0 == len(sandboxes)
 
 
-async def test_runs_in_one_directory_take_turns(tmp_path: Path) -> None:
-    """Two runs in one directory take turns, so each runs its own main.py."""
+async def test_runs_in_one_directory_run_their_own_program(tmp_path: Path) -> None:
+    """Two runs in one directory at once: each runs its own main.py."""
     sandbox = registry(tmp_path).create(HOPX, "owner")
     admission = Admission(4, 4)
 
