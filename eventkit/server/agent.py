@@ -47,7 +47,7 @@ Failure behaviour: every error answer is JSON in the agent's shape
 exceptions: no token or a wrong one 401 (the SDK refreshes its token and
 tries again); another sandbox's path 404; an invalid body 400
 ``INVALID_REQUEST``; a path leading out of the sandbox 403
-``PATH_NOT_ALLOWED`` (and the other codes of
+``PATH_OUTSIDE_SANDBOX`` (and the other codes of
 :exc:`~eventkit.server.fs.PathError`); a working directory that cannot be
 used 400 ``INVALID_WORKDIR``; a paused sandbox 409 ``SANDBOX_PAUSED``; no
 room for a run 429; the sandbox deleted mid-run 410 ``SANDBOX_GONE``; an

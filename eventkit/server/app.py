@@ -71,6 +71,9 @@ _WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})
 #: Seconds aiohttp waits for handlers at shutdown (runs are cancelled first,
 #: so they end well before).
 _SHUTDOWN_TIMEOUT: Final = 5.0
+#: Seconds the rest of an unread request body is read and dropped after the
+#: answer, before the connection closes.
+_LINGER: Final = 1.0
 #: The longest the reaper sleeps between two looks at the sandboxes.
 _REAP_EVERY: Final = 10.0
 
@@ -296,6 +299,9 @@ class LocalSandboxServer:
             # headers: aiohttp's keep-alive, armed from the connection's start
             # and after each answer, and not reset by a partial request.
             keepalive_timeout=self._idle_timeout,
+            # After an answer given before the whole body came (a 408, a
+            # 413), the rest is read and dropped this long, not aiohttp's 10 s.
+            lingering_time=_LINGER,
         )
         await runner.setup()
         try:

@@ -100,8 +100,8 @@ def agent_error(
     """Return an error answer in the HOPX agent's shape; count it if a refusal.
 
     Its agent client reads ``error`` (or ``message``) and ``code``, and maps
-    the codes it knows (``FILE_NOT_FOUND``, ``PATH_NOT_ALLOWED``...) to its
-    own exceptions.
+    the codes it knows (``FILE_NOT_FOUND``, ``EXECUTION_FAILED``...) to its
+    own exceptions, the others to ``AgentError``.
     """
     count_refusal(code)
     body = {

@@ -78,12 +78,18 @@ _CHUNK: Final = 1 << 20
 class PathError(EventkitError):
     """A path cannot be used as asked; the message says why, for the client.
 
+    The codes for a path leading out and a permission refused are not the
+    agent's ``PATH_NOT_ALLOWED`` and ``PERMISSION_DENIED``: ``hopx-ai``
+    0.5.0's async client fails with a :exc:`TypeError` on those two (it
+    passes ``path=`` to an exception that takes none), and with these its
+    sync and async clients both raise ``AgentError`` with the code.
+
     Attributes:
         code: The agent's error code: ``FILE_NOT_FOUND``,
-            ``PATH_NOT_ALLOWED`` (it leads out of the sandbox),
+            ``PATH_OUTSIDE_SANDBOX`` (it leads out of the sandbox),
             ``NOT_A_DIRECTORY``, ``IS_A_DIRECTORY``, ``NOT_A_FILE`` (a FIFO,
             a socket), ``SYMLINK_LOOP``, ``FILE_ALREADY_EXISTS``,
-            ``FILE_TOO_LARGE``, ``PERMISSION_DENIED``, ``INVALID_PATH``,
+            ``FILE_TOO_LARGE``, ``ACCESS_DENIED``, ``INVALID_PATH``,
             ``FILE_OPERATION_FAILED``.
         status: The HTTP status that answers it.
         path: The path as the client named it.
@@ -133,7 +139,7 @@ def _os_error(exc: OSError, path: str) -> PathError:
     if code == errno.EEXIST:
         return PathError("FILE_ALREADY_EXISTS", 409, path, f"{path}: already exists")
     if code in (errno.EACCES, errno.EPERM):
-        return PathError("PERMISSION_DENIED", 403, path, f"{path}: permission denied")
+        return PathError("ACCESS_DENIED", 403, path, f"{path}: permission denied")
     if code == errno.ELOOP:
         return PathError("SYMLINK_LOOP", 400, path, f"{path}: too many symbolic links")
     if code == errno.ENXIO:
@@ -147,7 +153,7 @@ def _os_error(exc: OSError, path: str) -> PathError:
 
 
 def _leads_out(path: str, why: str) -> PathError:
-    return PathError("PATH_NOT_ALLOWED", 403, path, f"{path}: {why}")
+    return PathError("PATH_OUTSIDE_SANDBOX", 403, path, f"{path}: {why}")
 
 
 class _Walk:
@@ -341,11 +347,15 @@ def read_file(root: str, path: str, *, max_bytes: int) -> bytes:
             raise _os_error(exc, path) from None
     finally:
         walk.close()
-    with os.fdopen(fd, "rb", buffering=0) as file:
+    try:
         info = os.fstat(fd)
         _check_regular(info, path)
         if info.st_size > max_bytes:
             raise _too_large(path, max_bytes)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as file:
         os.set_blocking(fd, True)
         chunks: list[bytes] = []
         size = 0
@@ -381,8 +391,12 @@ def write_file(
             raise _os_error(exc, path) from None
     finally:
         walk.close()
-    with os.fdopen(fd, "wb", buffering=0) as file:
+    try:
         _check_regular(os.fstat(fd), path)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "wb", buffering=0) as file:
         os.set_blocking(fd, True)
         try:
             os.ftruncate(fd, 0)

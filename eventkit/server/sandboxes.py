@@ -105,7 +105,7 @@ class WorkdirError(EventkitError):
     Attributes:
         code: ``INVALID_WORKDIR``, what the front ends answer with.
         reason: The file system's own code (``NOT_A_DIRECTORY``,
-            ``PATH_NOT_ALLOWED``, ``SYMLINK_LOOP``...); see
+            ``PATH_OUTSIDE_SANDBOX``, ``SYMLINK_LOOP``...); see
             :exc:`~eventkit.server.fs.PathError`.
     """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -168,3 +169,34 @@ async def test_api_key_guards_tokens(client: Any) -> None:
             headers={"Authorization": f"Bearer {credential}"},
         ) as response:
             assert status == response.status
+
+
+async def test_workspace_that_is_a_file(client: Any) -> None:
+    """/workspace made a file: execute 400, the stream an error; fixed, fine again."""
+    sandbox_id = await client.create_aicomputer()
+    lines = await post_stream(
+        client,
+        sandbox_id,
+        {
+            "code": "import os, shutil\nos.chdir('..')\nshutil.rmtree('workspace')\n"
+            "open('workspace', 'w').close()"
+        },
+    )
+    assert lines[-1]["success"], lines
+    async with client.session.post(
+        f"{client.url}/api/v1/sandbox/{sandbox_id}/execute",
+        json={"code": "print(1)"},
+        headers=AUTH,
+    ) as response:
+        assert 400 == response.status
+        body = await response.json()
+    assert "INVALID_WORKDIR" == body["error"]["code"]
+    assert "/workspace: not a directory" in body["message"]
+    lines = await post_stream(client, sandbox_id, {"code": "print(1)"})
+    assert ["error", "completed"] == [line["type"] for line in lines]
+    assert lines[0]["data"].startswith("INVALID_WORKDIR: workdir /workspace")
+    assert {"type": "completed", "data": "", "success": False} == lines[-1]
+    [sandbox] = client.server.sandboxes.owned("aicomputer", "test-key")
+    os.remove(os.path.join(sandbox.root, "workspace"))
+    lines = await post_stream(client, sandbox_id, {"code": "print('back')"})
+    assert "back\n" == lines[0]["data"]

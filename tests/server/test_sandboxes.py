@@ -38,7 +38,7 @@ def directory_of(fd: int) -> str:
 
 
 def test_workdir_maps_inside_the_sandbox(tmp_path: Path) -> None:
-    """``/workspace`` is the sandbox's own directory, never the host's; made if missing."""
+    """``/workspace`` is the sandbox's own directory (made if missing), not the host's."""
     sandbox = registry(tmp_path).create(HOPX, "owner")
     root = os.path.realpath(sandbox.root)
     assert os.path.join(root, "workspace") == directory_of(
@@ -61,7 +61,7 @@ def test_escapes_are_refused(tmp_path: Path) -> None:
     os.symlink(tmp_path, os.path.join(sandbox.root, "workspace", "out"))
     with pytest.raises(WorkdirError, match="absolute path is not followed") as info:
         sandbox.open_workdir("/workspace/out")
-    assert "PATH_NOT_ALLOWED" == info.value.reason
+    assert "PATH_OUTSIDE_SANDBOX" == info.value.reason
     os.symlink("../..", os.path.join(sandbox.root, "workspace", "up"))
     with pytest.raises(WorkdirError, match="leads out of the sandbox"):
         sandbox.open_workdir("/workspace/up/x")
