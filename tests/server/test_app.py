@@ -58,6 +58,11 @@ def test_invalid_arguments() -> None:
         LocalSandboxServer(max_concurrent=0)
     with pytest.raises(ValueError, match="close_timeout"):
         LocalSandboxServer(close_timeout=0)
+    with pytest.raises(ValueError, match="max_sandboxes_per_key"):
+        LocalSandboxServer(max_sandboxes_per_key=0)
+    for name in ("send_timeout", "idle_timeout", "body_timeout", "sandbox_ttl"):
+        with pytest.raises(ValueError, match=name):
+            LocalSandboxServer(**{name: float("nan")})
     with pytest.raises(RuntimeError, match="not started"):
         _ = LocalSandboxServer().url
 
