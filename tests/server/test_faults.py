@@ -280,7 +280,9 @@ async def test_clients_that_stop_reading_lose_their_slots(client: Any) -> None:
     token = (await client.create_hopx())["auth_token"]
     # Four WebSocket clients that never call recv() (websockets stops reading
     # after 16 frames), four AI Computer clients that never read the body.
-    hogs = [await client.agent(token, max_queue=1) for _ in range(4)]
+    hogs = [
+        await client.agent(token, max_queue=1, ping_interval=None) for _ in range(4)
+    ]
     for ws in hogs:
         await ws.send(json.dumps({"type": "execute", "code": ENDLESS}))
     sandbox_id = await client.create_aicomputer()

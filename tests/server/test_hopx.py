@@ -573,10 +573,11 @@ async def test_workdir_is_the_one_checked_when_admitted(
     outside = tmp_path / "outside"
     outside.mkdir()
     token = (await client.create_hopx())["auth_token"]
-    frames = await client.run_hopx(token, "import os\nos.mkdir('sub')")
+    frames = await client.run_hopx(
+        token, "import os\nos.mkdir('sub')\nprint(os.getcwd())"
+    )
     assert frames[-1]["success"]
-    [sandbox] = client.server.sandboxes.owned("hopx", KEY)
-    sub = os.path.join(sandbox.root, "workspace", "sub")
+    sub = os.path.join(client.output(frames).strip(), "sub")
     async with client.agent(token) as blocker:
         await blocker.send(
             json.dumps(
