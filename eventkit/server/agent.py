@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import os
 import time
@@ -93,7 +94,7 @@ from eventkit.server.state import AGENT_DOMAIN
 from eventkit.stats import server_stats
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from eventkit.server.limits import Ticket
     from eventkit.server.processes import Process
@@ -431,52 +432,57 @@ class _Agent:
 
     # Files ------------------------------------------------------------------
 
-    async def _transfer(self, call: Callable[[], Any]) -> Any:
-        """Run a blocking file operation in a thread, a few at a time."""
+    @contextlib.asynccontextmanager
+    async def _transferring(self) -> AsyncIterator[None]:
+        """Hold one of the few file transfers at once: each holds a file in memory."""
         transfers = self._state.transfers
         if transfers is None:
-            return await asyncio.to_thread(call)
+            yield
+            return
         async with transfers:
-            return await asyncio.to_thread(call)
+            yield
 
     @_agent
     async def file_read(
         self, request: web.Request, sandbox: Sandbox
     ) -> web.StreamResponse:
         path = _path_param(request)
-        data: bytes = await self._transfer(
-            functools.partial(
+        async with self._transferring():
+            data = await asyncio.to_thread(
                 fs.read_file,
                 sandbox.root,
                 path,
                 max_bytes=self._state.limits.max_file_bytes,
             )
-        )
-        size = len(data)
-        # Room for every byte that is not UTF-8 to become U+FFFD (3 bytes).
-        output = Output(3 * size, ("content",))
-        output.add("content", data.decode(errors="replace"))
-        del data
-        return await send_json(
-            request,
-            {"path": path, "size": size},
-            output,
-            send_timeout=self._state.send_timeout,
-        )
+            size = len(data)
+            # Room for every byte that is not UTF-8 to become U+FFFD (3 bytes).
+            output = Output(3 * size, ("content",))
+            output.add("content", data.decode(errors="replace"))
+            del data
+            return await send_json(
+                request,
+                {"path": path, "size": size},
+                output,
+                send_timeout=self._state.send_timeout,
+            )
 
     @_agent
     async def file_download(
         self, request: web.Request, sandbox: Sandbox
     ) -> web.StreamResponse:
         path = _path_param(request)
-        data: bytes = await self._transfer(
-            functools.partial(
+        async with self._transferring():
+            data = await asyncio.to_thread(
                 fs.read_file,
                 sandbox.root,
                 path,
                 max_bytes=self._state.limits.max_file_bytes,
             )
-        )
+            return await self._send_base64(request, path, data)
+
+    async def _send_base64(
+        self, request: web.Request, path: str, data: bytes
+    ) -> web.StreamResponse:
         name = os.path.basename(path.rstrip("/")) or "file"
         response = web.StreamResponse(
             headers={
@@ -499,6 +505,10 @@ class _Agent:
     async def file_write(
         self, request: web.Request, sandbox: Sandbox
     ) -> web.StreamResponse:
+        async with self._transferring():
+            return await self._write(request, sandbox)
+
+    async def _write(self, request: web.Request, sandbox: Sandbox) -> web.Response:
         limits = self._state.limits
         body = await self._json(request, max_bytes=limits.max_file_body_bytes)
         if not isinstance(body, dict):
@@ -525,7 +535,7 @@ class _Agent:
                 path,
                 f"{path}: larger than the limit of {limits.max_file_bytes} bytes",
             )
-        size = await self._transfer(
+        size = await asyncio.to_thread(
             functools.partial(fs.write_file, sandbox.root, path, data, mode=mode)
         )
         return _file_answer(path, size, "written")
@@ -535,16 +545,15 @@ class _Agent:
         self, request: web.Request, sandbox: Sandbox
     ) -> web.StreamResponse:
         limits = self._state.limits
-        try:
-            async with asyncio.timeout(self._state.body_timeout):
-                path, data = await _read_upload(request, limits.max_file_bytes)
-        except TimeoutError:
-            raise BodyTimeoutError(
-                f"the upload did not arrive within {self._state.body_timeout:g} s"
-            ) from None
-        size = await self._transfer(
-            functools.partial(fs.write_file, sandbox.root, path, data)
-        )
+        async with self._transferring():
+            try:
+                async with asyncio.timeout(self._state.body_timeout):
+                    path, data = await _read_upload(request, limits.max_file_bytes)
+            except TimeoutError:
+                raise BodyTimeoutError(
+                    f"the upload did not arrive within {self._state.body_timeout:g} s"
+                ) from None
+            size = await asyncio.to_thread(fs.write_file, sandbox.root, path, data)
         return _file_answer(path, size, "uploaded")
 
     @_agent

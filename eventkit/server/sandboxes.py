@@ -196,7 +196,17 @@ def _program_name(language: str) -> str | None:
 
 
 class Sandbox:
-    """One sandbox.
+    """One sandbox; :class:`Registry` makes them.
+
+    Args:
+        id: Its id.
+        kind: The API that made it.
+        owner: The credential that made it.
+        root: Its directory on the host, with a ``workspace`` in it.
+        template: The template asked for.
+        local_options: Extra keyword arguments of every run's
+            :func:`eventkit.sources.local` (how runs are isolated).
+        clock: Unix time, for its creation and last use.
 
     Attributes:
         id: Its id, unique for the server's life.
@@ -353,6 +363,7 @@ class Sandbox:
                         f"sandbox {self.id} is paused; resume it first"
                     )
                 watch = self._watch_program(directory, path, request.language, hold)
+                # The server's isolation (local_options) applies to every run.
                 stream = local(
                     request.code,
                     language=request.language,

@@ -404,3 +404,21 @@ async def test_agent_errors_have_the_agent_shape(client: Any) -> None:
     ) as response:
         assert 400 == response.status
         assert "INVALID_REQUEST" == (await response.json())["code"]
+
+
+@pytest.mark.server(max_file_bytes=10)
+async def test_files_over_the_limit_are_413(server: LocalSandboxServer) -> None:
+    """Writing or reading a file over --max-file-bytes: 413 FILE_TOO_LARGE."""
+    sandbox = await create(server)
+    with pytest.raises(AgentError):
+        await sandbox.files.write("/workspace/big.txt", "x" * 11)
+    await sandbox.run_code("open('big.txt', 'w').write('x' * 11)")
+
+    def calls() -> None:
+        again = Sandbox(sandbox.sandbox_id, api_key=KEY, base_url=server.url)
+        with pytest.raises(AgentError, match="FILE_TOO_LARGE"):
+            again.files.read("/workspace/big.txt")
+        again.files.write("/workspace/small.txt", "x" * 10)
+
+    await asyncio.to_thread(calls)
+    await sandbox.kill()
