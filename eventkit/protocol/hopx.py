@@ -85,6 +85,7 @@ __all__ = [
     "HopxDecoder",
     "HopxEncoder",
     "agent_url",
+    "error_code",
     "execute_message",
     "hopx_error",
     "iso_timestamp",
@@ -471,6 +472,19 @@ def _chunks(data: str, size: int) -> list[str]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
+def error_code(event: Event) -> str:
+    """Return the agent's error code for a ``resource_limit`` or ``error`` event.
+
+    ``EXECUTION_TIMEOUT``, ``OUTPUT_LIMIT``, ``MEMORY_LIMIT`` (or
+    ``RESOURCE_LIMIT``) for a limit; ``LANGUAGE_UNAVAILABLE`` or
+    ``EXECUTION_FAILED`` for an error.
+    """
+    code = event.attrs.get("code") if event.type == "error" else None
+    if event.type == "resource_limit":
+        return _LIMIT_CODES.get(event.attrs.get("limit"), "RESOURCE_LIMIT")
+    return _ERROR_CODES.get(code, "EXECUTION_FAILED")
+
+
 def hopx_error(message: str, code: str, timestamp: float) -> bytes:
     """Return a HOPX ``error`` frame, as the agent writes it."""
     return _encode(
@@ -516,12 +530,8 @@ class HopxEncoder:
                 self.sequence += 1
             return frames
         attrs = event.attrs
-        if kind == "resource_limit":
-            code = _LIMIT_CODES.get(attrs.get("limit"), "RESOURCE_LIMIT")
-            return [hopx_error(event.data, code, event.timestamp)]
-        if kind == "error":
-            code = _ERROR_CODES.get(attrs.get("code"), "EXECUTION_FAILED")
-            return [hopx_error(event.data, code, event.timestamp)]
+        if kind == "resource_limit" or kind == "error":
+            return [hopx_error(event.data, error_code(event), event.timestamp)]
         if kind == "result":
             result: dict[str, Any] = {
                 "type": "result",
