@@ -59,7 +59,11 @@ SANS_IO_LAYERS: Final = frozenset(
 #: Modules of upper layers that are sans-I/O too: the policies their
 #: adapters drive.
 SANS_IO_MODULES: Final = frozenset(
-    {"eventkit.sources.local.meter", "eventkit.sources.redis.leases"}
+    {
+        "eventkit.sources.local.meter",
+        "eventkit.sources.redis.failures",
+        "eventkit.sources.redis.leases",
+    }
 )
 #: What sans-I/O code must never import, even indirectly.
 IO_LIBRARIES: Final = frozenset(
