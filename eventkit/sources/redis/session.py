@@ -423,16 +423,16 @@ class Session:
                             for run in done:
                                 shard.tracker.finish(run)
                                 policy.finished(run)
-                        for shard, runs in self._expiring():
+                        for shard, runs, alone in self._expiring():
                             # Made a batch at a time: thousands of runs may
                             # expire at once.
                             ending = self._ending(shard, runs)
-                            reader._in_flight = (ending, None)
+                            reader._in_flight = (ending, alone)
                             yield ending
                             # Resumed: the runs' held output and the events
                             # that end them went through the pipeline.
                             reader._in_flight = None
-                            policy.passed()
+                            policy.passed(alone)
                             for run in runs:
                                 shard.tracker.close(run, _EXPIRED)
                                 policy.finished(run)
@@ -520,13 +520,15 @@ class Session:
                 due.append((shard, run, part, done))
         return due
 
-    def _expiring(self) -> list[tuple[Shard, list[str]]]:
+    def _expiring(self) -> list[tuple[Shard, list[str], str | None]]:
         """Return the runs to end for idleness, by shard, ``count // 2`` at a time.
 
         Looks at most every ``min(1 s, idle_timeout / 4)``. A run whose
         terminal event went through already (it waits for sequences before
         it that never came) has nothing to end it with: it is closed at once,
-        its entries acknowledged at the next settling.
+        its entries acknowledged at the next settling. A suspect run ends
+        alone (the third item names it), as its events go; a run waiting
+        with its events held back is left for later.
         """
         now = time.monotonic()
         if now < self._next_expiry_check:
@@ -535,13 +537,14 @@ class Session:
         timeout = self._idle_timeout
         since = now - timeout
         chunk = max(1, self._settings.count // 2)
-        due = []
+        policy = self._policy
+        due: list[tuple[Shard, list[str], str | None]] = []
         expired = 0
         for shard in self._leases.owned.values():
             tracker = shard.tracker
             if shard.lost or not tracker.open_runs:
                 continue
-            idle = tracker.idle_runs(since)
+            idle = [run for run in tracker.idle_runs(since) if run not in shard.stash]
             if not idle:
                 continue
             expired += len(idle)
@@ -549,10 +552,12 @@ class Session:
             for run in idle:
                 if tracker.ended(run):
                     tracker.close(run, _EXPIRED)
+                elif policy.suspect(run):
+                    due.append((shard, [run], run))
                 else:
                     runs.append(run)
             due += [
-                (shard, runs[start : start + chunk])
+                (shard, runs[start : start + chunk], None)
                 for start in range(0, len(runs), chunk)
             ]
         if expired:
@@ -560,7 +565,7 @@ class Session:
                 "redis_runs_expired",
                 runs=expired,
                 idle_timeout=timeout,
-                first=[run for _, runs in due for run in runs][:_RUNS_LOGGED],
+                first=[run for _, runs, _ in due for run in runs][:_RUNS_LOGGED],
             )
         return due
 
