@@ -7,6 +7,7 @@ failing sinks against a real ``redis-server``.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
@@ -398,3 +399,99 @@ async def test_failed_raises_the_sources_own_error(
             await eventkit.run(src, sink=sinks.collect())
         with pytest.raises(redis.exceptions.AuthenticationError):
             src.failed(caught.value)
+
+
+async def test_sink_failing_on_a_lone_run_waits_for_evidence(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """The sink fails on the only run there is: an outage, until others go through.
+
+    Meanwhile the run waits behind new entries: a later run is processed and
+    acknowledged; then, the sink having taken it, the lone run is poison.
+    """
+    lone, later = run_events("p", 1), run_events("n", 1)
+
+    def refuse_p(event: Event) -> None:
+        if event.run == "p":
+            raise OSError("no room for p")
+
+    src = source(redis_server.url)
+    async with asyncio.timeout(20):
+        await eventkit.run(
+            sources.iterate(lone), sink=sinks.redis_stream(redis_server.url, "s")
+        )
+        with capture_logs() as logs:
+            task = asyncio.create_task(work(src, sink=sinks.call(refuse_p)))
+            await eventually(
+                lambda: [log["event"] for log in logs].count("redis_sink_outage") >= 2
+            )
+            assert 0 == await client.exists("s:dead")
+            await eventkit.run(
+                sources.iterate(later), sink=sinks.redis_stream(redis_server.url, "s")
+            )
+            await eventually(lambda: read_all(client))
+            src.stop()
+            await task
+    dead: Any = await client.xrange("s:dead")
+    assert [b"p"] * 3 == [
+        codec.decode({codec.FIELD: fields[codec.FIELD]}).run.encode()
+        for _, fields in dead
+    ]
+    assert "redis_run_poisoned" in [log["event"] for log in logs]
+
+
+class FailingTimer:
+    """An operator whose timer raises once, 50 ms after a batch: between batches.
+
+    The source waits in a read (``BLOCK`` 100 ms) by then.
+    """
+
+    batched = True
+    fired = False
+
+    def __init__(self) -> None:
+        self.due: float | None = None
+
+    def feed(self, events: list[Event]) -> list[Event]:
+        if not FailingTimer.fired:
+            self.due = time.monotonic() + 0.05
+        return events
+
+    def flush(self) -> list[Event]:
+        return []
+
+    def deadline(self) -> float | None:
+        return self.due
+
+    def tick(self, now: float) -> list[Event]:
+        self.due = None
+        FailingTimer.fired = True
+        raise RuntimeError("timer")
+
+
+async def test_failure_with_no_batch_in_flight_charges_no_run(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A stage's timer failing between batches: no run charged, all tried again."""
+    events = run_events("a", 2)
+    delivered: list[Event] = []
+    FailingTimer.fired = False
+    src = source(redis_server.url)
+    async with asyncio.timeout(20):
+        await eventkit.run(
+            sources.iterate(events), sink=sinks.redis_stream(redis_server.url, "s")
+        )
+        with capture_logs() as logs:
+            task = asyncio.create_task(
+                work(
+                    src, Stage("timer", FailingTimer), sink=sinks.call(delivered.append)
+                )
+            )
+            await eventually(lambda: read_all(client))
+            src.stop()
+            await task
+    assert FailingTimer.fired
+    failed = [log for log in logs if log["event"] == "redis_pipeline_failed"]
+    assert [0] == [log["charged"] for log in failed]
+    assert events == delivered[-len(events) :]
+    assert 0 == await client.exists("s:dead")

@@ -973,3 +973,55 @@ async def test_worker_before_any_producer(
         await produce(redis_server.url, run_events("a", 1), shards=3)
         with pytest.raises(ShardCountError, match="published with 3 shards"):
             await worker.task
+
+
+async def test_idle_run_with_a_gap_closed_without_events(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A run whose completed came, a sequence before it never: closed, acknowledged.
+
+    Its completed went through already: nothing is made for it; the missing
+    sequence, coming late, goes to the dead-letter stream.
+    """
+    a = run_events("a", 1)
+    async with asyncio.timeout(10):
+        for event in (a[0], a[2]):
+            await client.xadd("s", {codec.FIELD: codec.encode(event)})
+        with capture_logs():
+            worker = Worker(source(redis_server.url, "one", idle_timeout=0.3))
+            await eventually(lambda: len(worker.events) == 2)
+            await eventually(lambda: nothing_pending(client))
+            await client.xadd("s", {codec.FIELD: codec.encode(a[1])})
+            await eventually(lambda: client.exists("s:dead"))
+            await eventually(lambda: nothing_pending(client))
+            await worker.stop()
+    assert [a[0], a[2]] == worker.events
+    dead: Any = await client.xrange("s:dead")
+    assert [b"run_expired"] == [fields[b"reason"] for _, fields in dead]
+
+
+async def test_stop_during_an_iteration_cut_short_stops_the_next(
+    redis_server: RedisServer,
+) -> None:
+    """stop() while the pipeline fails: the iteration a worker starts next ends at once.
+
+    A worker that tries again after a failure must not miss the SIGTERM that
+    came meanwhile.
+    """
+    src = source(redis_server.url, "one")
+
+    def stop_then_fail(event: Event) -> None:
+        src.stop()
+        raise OSError("disk full")
+
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, run_events("a", 0))
+        with pytest.raises(eventkit.SinkError):
+            await eventkit.run(src, sink=sinks.call(stop_then_fail))
+        collected = sinks.collect()
+        await eventkit.run(src, sink=collected)
+        assert [] == collected.events
+        # Stopped once: the next one reads again.
+        worker = Worker(src)
+        await eventually(lambda: len(worker.events) == 2)
+        await worker.stop()

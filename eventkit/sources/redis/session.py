@@ -285,10 +285,13 @@ class Reader:
         return Session(self).batches()
 
     def stop(self) -> None:
-        """Stop the iteration under way, or else the next one at its start."""
-        if self._session is None:
-            self._stop_early = True
-        else:
+        """Stop the iteration under way, or else the next one at its start.
+
+        Until an iteration ends gracefully: one cut short meanwhile (by an
+        error, say) leaves the next one to be stopped at its start.
+        """
+        self._stop_early = True
+        if self._session is not None:
             self._session.stop()
 
 
@@ -389,8 +392,10 @@ class Session:
             )
         reader._session = self
         reader._in_flight = reader._own_error = None
+        graceful = False
         try:
             if reader._stop_early:
+                graceful = True
                 return
             settings = self._settings
             client = self._client = connect(
@@ -406,7 +411,6 @@ class Session:
             self._renew = client.register_script(scripts.RENEW)
             self._release = client.register_script(scripts.RELEASE)
             self._prune = client.register_script(scripts.PRUNE)
-            graceful = False
             try:
                 try:
                     await self._call(self._tick)
@@ -501,7 +505,9 @@ class Session:
                 await self._close(graceful)
         finally:
             reader._session = None
-            reader._stop_early = False
+            if graceful:
+                # A stop asked for is done.
+                reader._stop_early = False
 
     def _unstashed(self) -> list[tuple[Shard, str, list[Event], list[str]]]:
         """Return the waiting runs' events due now: those of shards read anew.

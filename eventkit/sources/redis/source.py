@@ -254,7 +254,9 @@ class RedisStreamSource(EventStream):
         them over at once), closes the client, and ends normally. Runs in
         progress are not acknowledged: their next owner processes them
         again from their first event. Called while no iteration is under
-        way, it ends the next one at once.
+        way, or while one ends otherwise (the pipeline failed), it ends the
+        next one at once: a worker trying again after a failure does not
+        miss it.
         """
         self._reader.stop()
 
