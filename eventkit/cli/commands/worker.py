@@ -14,7 +14,8 @@ poison run is dead-lettered after ``--max-deliveries`` tries, and an output
 failing for every run is retried with growing delays, never dead-lettered.
 Exit status 2 for flags that make no valid chain or source and for a
 ``--shards`` other than the one the producers published, 1 when Redis
-refuses the worker or fails otherwise, or when an output cannot be opened.
+refuses the worker or fails otherwise, when an output cannot be opened, or
+when standard output is a pipe whose reader is gone.
 """
 
 from __future__ import annotations
@@ -144,6 +145,9 @@ def main(args: argparse.Namespace) -> int:
                         await eventkit.run(source, *stages, sink=held)
                         return
                     except Exception as exc:
+                        if isinstance(exc.__cause__ or exc, BrokenPipeError):
+                            # The reader of stdout is gone: no try can help.
+                            raise
                         # Raises it again if the source failed, not the chain.
                         delay = source.failed(exc)
                         if stopping.is_set():
