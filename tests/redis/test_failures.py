@@ -363,7 +363,7 @@ async def test_sink_outage_is_retried_never_dead_lettered(
 
     def down_for_a_while(event: Event) -> None:
         nonlocal failures
-        if failures < 6:
+        if failures < 4:
             failures += 1
             raise ConnectionError("down")
         delivered.append(event)
