@@ -672,6 +672,10 @@ def test_repr_and_attributes() -> None:
         ({"block_ms": 1.5}, "block_ms must be a positive integer"),
         ({"claim_idle_ms": -1}, "claim_idle_ms must be a positive integer"),
         ({"count": True}, "count must be a positive integer"),
+        ({"max_deliveries": 0}, "max_deliveries must be a positive integer"),
+        ({"idle_timeout": 0}, "idle_timeout must be a positive number"),
+        ({"idle_timeout": float("inf")}, "idle_timeout must be a positive number"),
+        ({"idle_timeout": "5"}, "idle_timeout must be a positive number"),
     ],
 )
 def test_arguments_checked(options: dict[str, Any], message: str) -> None:
