@@ -8,6 +8,7 @@
           ├── SinkError                a sink raised; the run stopped
           ├── HTTPError                an HTTP source got a status outside 2xx
           ├── SandboxError             a sandbox service answered nonsense
+          ├── ShardCountError          a Redis stream's shard count is not ours
           └── DecodeError (ValueError) a line, frame or entry is not valid
                └── LineTooLongError    a line is longer than allowed
 
@@ -31,6 +32,7 @@ __all__ = [
     "LineTooLongError",
     "OnClose",
     "SandboxError",
+    "ShardCountError",
     "SinkError",
     "StreamClosedError",
 ]
@@ -146,3 +148,29 @@ class SandboxError(EventkitError):
         super().__init__(message)
         self.sandbox_id = sandbox_id
         self.status = status
+
+
+class ShardCountError(EventkitError):
+    """A Redis stream is published with another shard count than ours.
+
+    The producers of a stream publish their ``shards`` in its ``S:meta`` key;
+    a worker (:func:`eventkit.sources.redis_stream`) or a producer
+    (:func:`eventkit.sinks.redis_stream`) made with another count would put
+    or look for the runs in other keys, and never meet the rest: it stops.
+
+    Attributes:
+        stream: The logical stream.
+        published: The shard count published in the stream.
+        configured: The shard count this worker or producer was made with.
+        role: ``"worker"`` or ``"producer"``.
+    """
+
+    def __init__(self, stream: str, published: int, configured: int, role: str) -> None:
+        super().__init__(
+            f"stream {stream!r} is published with {published} shards "
+            f"({stream}:meta), but this {role} has shards={configured}"
+        )
+        self.stream = stream
+        self.published = published
+        self.configured = configured
+        self.role = role

@@ -65,9 +65,10 @@ SANS_IO_LAYERS: Final = frozenset(
 SANS_IO_MODULES: Final = frozenset(
     {
         "eventkit.sources.local.meter",
-        "eventkit.sources.redis.leases",
         "eventkit.dashboard.board",
         "eventkit.dashboard.selfmetrics",
+        "eventkit.sources.redis.failures",
+        "eventkit.sources.redis.leases",
     }
 )
 #: What sans-I/O code must never import, even indirectly.

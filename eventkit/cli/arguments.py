@@ -291,6 +291,22 @@ def _add_worker(commands: _Subparsers) -> None:
         help="a worker silent this long loses its shards and their pending "
         "entries to the others (default 10000)",
     )
+    worker.add_argument(
+        "--max-deliveries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="a run on which the chain or an output fails N times goes to the "
+        "dead-letter stream STREAM:dead, and the worker goes on (default 3)",
+    )
+    worker.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="a run with no event for S seconds and no completed is ended with "
+        "an error (code run_expired) and acknowledged (default 300)",
+    )
     add_chain_flags(worker)
     # A worker's output group is its own: no --to-redis, no summary table.
     worker_output = worker.add_argument_group("output")

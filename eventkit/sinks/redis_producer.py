@@ -7,7 +7,7 @@ those of :mod:`eventkit._redis`. ``docs/redis.md`` tells the whole model.
 
 Failure behaviour: see :class:`RedisStreamSink`: a batch is retried for up
 to ``retry_timeout`` seconds while the server is away, then the error stops
-the run.
+the run; a stream published with another shard count stops it at once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from eventkit._redis.client import check_url, connect
 from eventkit._redis.retry import Outage, retry
 from eventkit.events import TERMINAL_TYPES
 from eventkit.protocol.redis_entries import (
+    SHARDS_FIELD,
+    check_shards,
     encode,
+    meta_key,
     pack_xadd,
     shard_keys,
     shard_of,
@@ -34,6 +37,7 @@ from eventkit.sinks._base import Sink
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
 
     from eventkit.events import Event
 
@@ -52,7 +56,9 @@ class RedisStreamSink(Sink):
     :mod:`eventkit.protocol.redis_entries`). With ``shards`` above 1, a run's events
     go to the key ``f"{stream}:{shard_of(run, shards)}"``, always the same
     one for a run; workers read them with
-    :func:`eventkit.sources.redis_stream` and the same ``shards``.
+    :func:`eventkit.sources.redis_stream` and the same ``shards``. The
+    first producer of a stream publishes its ``shards`` in the hash
+    ``f"{stream}:meta"`` (``HSETNX``); every producer and worker checks it.
 
     Events are buffered and written in batches, one pipelined round trip of
     ``XADD`` commands per batch, in the order sent: when ``batch_size`` events
@@ -78,7 +84,10 @@ class RedisStreamSink(Sink):
     :exc:`redis.exceptions.ResponseError`, the rest of its batch written.
     Either way the failed batch and what was buffered after it are not
     written (they are not in the error's ``undelivered``), and every later
-    :meth:`send` raises again. A batch whose write is cancelled is kept, and
+    :meth:`send` raises again. A stream published with another shard count
+    (checked before the first batch written on each connection) raises
+    :exc:`~eventkit.exceptions.ShardCountError` likewise, without writing
+    anything. A batch whose write is cancelled is kept, and
     written at :meth:`close` (perhaps twice).
 
     Args:
@@ -128,6 +137,9 @@ class RedisStreamSink(Sink):
         self.retry_timeout = retry_timeout
         # Each key's XADD command up to the field's value, packed.
         self._prefixes = [xadd_prefix(key, maxlen) for key in self.keys]
+        self._meta = meta_key(stream)
+        # Whether the connection in use checked the published shard count.
+        self._shards_checked = False
         self._client: Redis | None = None
         self._outage = Outage(_log.bind(stream=stream))
         # The commands of the next batch, packed.
@@ -267,6 +279,8 @@ class RedisStreamSink(Sink):
         error: ResponseError | None = None
         try:
             async with asyncio.timeout(_WRITE_TIMEOUT):
+                if not self._shards_checked:
+                    await self._publish_shards(connection)
                 await connection.send_packed_command(b"".join(batch), False)
                 read = connection.read_response
                 for _ in batch:
@@ -277,11 +291,27 @@ class RedisStreamSink(Sink):
                         error = error or exc
         except BaseException:
             # Replies may be left unread: the connection is out of step. The
-            # next batch connects again.
+            # next batch connects again, and checks the shard count again (a
+            # server restarted without its data lost it).
+            self._shards_checked = False
             await connection.disconnect()
             raise
         if error is not None:
             raise error
+
+    async def _publish_shards(self, connection: AbstractConnection) -> None:
+        """Publish our shard count unless one is; raise if another one is.
+
+        Raises:
+            ShardCountError: If the stream is published with another count.
+        """
+        shards = len(self.keys)
+        await connection.send_command("HSETNX", self._meta, SHARDS_FIELD, shards)
+        await connection.send_command("HGET", self._meta, SHARDS_FIELD)
+        await connection.read_response()
+        published = await connection.read_response()
+        check_shards(self.stream, published, shards, "producer")
+        self._shards_checked = True
 
     async def close(self) -> None:
         """Write what is buffered, then close the client.

@@ -19,9 +19,13 @@ This script is the producer side: it runs ``--runs`` programs on the local
 sandbox, ``--parallel`` at a time, merges their events into one stream with
 aiostream and publishes it. Producers and workers must agree on ``--shards``:
 a run always goes to the same shard key, and a shard has one owner at a time,
-which is what keeps each run in order across workers (``docs/redis.md``).
-Kill a worker with ``kill -9`` while it works: within ``--claim-idle-ms`` the
-others take over its shards and process its unfinished runs again.
+which is what keeps each run in order across workers (``docs/redis.md``). The
+first producer publishes its count in ``sandbox:events:meta``; a worker started
+with another one exits 2, saying both. Kill a worker with ``kill -9`` while it
+works: within ``--claim-idle-ms`` the others take over its shards and process
+its unfinished runs again. A run the chain fails on is tried again, alone, and
+goes to ``sandbox:events:dead`` after ``--max-deliveries`` failures; a run
+whose producer died before ``completed`` is ended after ``--idle-timeout``.
 """
 
 from __future__ import annotations

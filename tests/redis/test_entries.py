@@ -5,15 +5,19 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 from hypothesis import given, strategies as st
 from redis.connection import Connection
 
+from eventkit.exceptions import ShardCountError
 from eventkit.protocol import jsonl, redis_entries as codec
 from eventkit.protocol.redis_entries import (
+    DEAD,
     DELIVER,
     DELIVER_LAST,
     DUPLICATE,
+    DeadLetter,
     DecodeError,
     RunTracker,
 )
@@ -23,8 +27,13 @@ from tests.strategies import events, texts
 if TYPE_CHECKING:
     from eventkit.events import Event
 
+#: Events as a producer writes them: numbered from 0.
+numbered = events.map(
+    lambda event: msgspec.structs.replace(event, sequence=abs(event.sequence))
+)
 
-@given(events)
+
+@given(numbered)
 def test_round_trip(event: Event) -> None:
     """An entry's field decodes back into the event it was encoded from."""
     assert event == codec.decode({codec.FIELD: codec.encode(event)})
@@ -57,7 +66,7 @@ def test_garbage_has_a_reason(fields: dict[bytes, bytes], reason: str) -> None:
         assert reason.lower() in str(caught.value).lower()
 
 
-@given(events)
+@given(numbered)
 def test_fields_as_sent_decode_alike(event: Event) -> None:
     """Fields as the server sends them (a flat list) decode as a mapping does."""
     value = codec.encode(event)
@@ -294,3 +303,106 @@ def test_tracker_whole_exactly_when_all_came(end: int, data: st.DataObject) -> N
     assert len(whole_at) == 1
     assert arrived >= set(range(end + 1))
     assert order[whole_at[0]] in range(end + 1)
+
+
+@pytest.mark.parametrize("sequence", [-1, -(2**40)])
+def test_negative_sequence_does_not_decode(sequence: int) -> None:
+    """A negative sequence is refused: a run numbered from 0 would never be whole."""
+    value = codec.encode(ev(sequence=sequence, run="r"))
+    for fields in ({codec.FIELD: value}, [codec.FIELD, value]):
+        with pytest.raises(DecodeError, match=f"negative sequence {sequence}"):
+            codec.decode(fields)
+
+
+def test_meta_key_and_shard_check() -> None:
+    """The published count: none yet is fine, the same is fine, another is not."""
+    assert "s:meta" == codec.meta_key("s")
+    assert codec.check_shards("s", None, 3, "worker") is None
+    assert 3 == codec.check_shards("s", b"3", 3, "worker")
+    with pytest.raises(ShardCountError) as caught:
+        codec.check_shards("s", b"3", 1, "worker")
+    error = caught.value
+    assert ("s", 3, 1, "worker") == (
+        error.stream,
+        error.published,
+        error.configured,
+        error.role,
+    )
+    assert "published with 3 shards" in str(error)
+    assert "this worker has shards=1" in str(error)
+    for garbage in (b"x", b"0", b"-2"):
+        with pytest.raises(DecodeError, match="not a positive integer"):
+            codec.check_shards("s", garbage, 1, "producer")
+
+
+def test_expiry_events() -> None:
+    """An error with code run_expired, then a failed completed, numbered on."""
+    error, completed = codec.expiry_events("r", 4, 300, 12.5)
+    assert ("error", 5, "r", 12.5) == (
+        error.type,
+        error.sequence,
+        error.run,
+        error.timestamp,
+    )
+    assert {"code": "run_expired", "idle_timeout": 300} == error.attrs
+    assert "run expired: no event for 300 s" == error.data
+    assert ("completed", 6, {"success": False}) == (
+        completed.type,
+        completed.sequence,
+        completed.attrs,
+    )
+
+
+def test_tracker_idle_runs_and_close() -> None:
+    """Runs that received nothing since a time are found; closed, they are acked."""
+    tracker = RunTracker()
+    tracker.receive(b"1-0", ev(sequence=0, run="old"), 1.0)
+    tracker.receive(b"2-0", ev(sequence=0, run="new"), 1.0)
+    tracker.receive(b"3-0", ev(sequence=1, run="new"), 5.0)
+    assert ["old"] == tracker.idle_runs(2.0)
+    assert 0 == tracker.last_sequence("old")
+    assert not tracker.ended("old")
+    tracker.close("old", DeadLetter("run_expired"))
+    assert ([b"1-0"], []) == tracker.take_acks()
+    assert 1 == tracker.open_runs
+    assert tracker.knows("old")
+    # Its later entries are dead letters, whatever their sequence.
+    for number, sequence in enumerate((0, 1, 7)):
+        assert DEAD == tracker.receive(
+            f"9-{number}".encode(), ev(sequence=sequence, run="old"), 9.0
+        )
+    assert DeadLetter("run_expired") == tracker.dead_letter("old")
+    assert ([], []) == tracker.take_acks()
+
+
+def test_tracker_run_closed_before_its_entries_come() -> None:
+    """A poison run closed ahead: each of its entries is dead, none delivered."""
+    why = DeadLetter("processing_failed", ((b"error_type", b"ValueError"),))
+    tracker = RunTracker()
+    tracker.close("p", why)
+    assert DEAD == tracker.receive(b"1-0", ev(sequence=0, run="p"))
+    assert DEAD == tracker.receive(b"2-0", ev("completed", sequence=1, run="p"))
+    assert why == tracker.dead_letter("p")
+    assert 0 == tracker.open_runs
+
+
+def test_tracker_ended_run_waiting_for_a_gap() -> None:
+    """A run whose terminal event came, a sequence before it missing, has ended."""
+    tracker = RunTracker()
+    tracker.receive(b"1-0", ev(sequence=0, run="r"))
+    tracker.receive(b"2-0", ev("completed", sequence=2, run="r"))
+    assert tracker.ended("r")
+    assert 2 == tracker.last_sequence("r")
+
+
+def test_tracker_forgets_the_oldest_closed_runs() -> None:
+    """Closed runs are remembered like finished ones: the last ``finished_runs``."""
+    tracker = RunTracker(finished_runs=2)
+    for run in "abc":
+        tracker.close(run, DeadLetter("run_expired"))
+    assert not tracker.knows("a")
+    assert DELIVER == tracker.receive(b"1-0", ev(sequence=0, run="a"))
+    assert DEAD == tracker.receive(b"2-0", ev(sequence=0, run="c"))
+    nothing = RunTracker(finished_runs=0)
+    nothing.close("a", DeadLetter("run_expired"))
+    assert not nothing.knows("a")

@@ -16,6 +16,8 @@ from structlog.testing import capture_logs
 
 import eventkit
 from eventkit import sinks, sources
+from eventkit.events import Event
+from eventkit.exceptions import ShardCountError
 from eventkit.metrics import source_stats
 from eventkit.protocol import redis_entries as codec
 from tests.redis.streams import eventually, run_events
@@ -23,7 +25,6 @@ from tests.redis.streams import eventually, run_events
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from eventkit.events import Event
     from eventkit.sources.redis.source import RedisStreamSource
 
     from .conftest import RedisServer
@@ -671,6 +672,10 @@ def test_repr_and_attributes() -> None:
         ({"block_ms": 1.5}, "block_ms must be a positive integer"),
         ({"claim_idle_ms": -1}, "claim_idle_ms must be a positive integer"),
         ({"count": True}, "count must be a positive integer"),
+        ({"max_deliveries": 0}, "max_deliveries must be a positive integer"),
+        ({"idle_timeout": 0}, "idle_timeout must be a positive number"),
+        ({"idle_timeout": float("inf")}, "idle_timeout must be a positive number"),
+        ({"idle_timeout": "5"}, "idle_timeout must be a positive number"),
     ],
 )
 def test_arguments_checked(options: dict[str, Any], message: str) -> None:
@@ -853,3 +858,174 @@ async def test_wrong_password_raises_at_once(
         with pytest.raises(eventkit.SinkError) as caught:
             await produce(wrong, run_events("a", 1))
         assert isinstance(caught.value.__cause__, redis.exceptions.AuthenticationError)
+
+
+async def test_negative_sequence_dead_lettered(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A run whose first entry has a negative sequence: that entry set aside.
+
+    It was delivered, and its run, numbered from -1, never whole: nothing of
+    the run was ever acknowledged.
+    """
+    events = run_events("a", 2)
+    bad = Event(type="stdout", data="before", sequence=-1, run="a", timestamp=1.0)
+    async with asyncio.timeout(10):
+        bad_id = await client.xadd("s", {codec.FIELD: codec.encode(bad)})
+        await produce(redis_server.url, events)
+        with capture_logs():
+            worker = Worker(source(redis_server.url, "one"))
+            await eventually(lambda: len(worker.events) == len(events))
+            await eventually(lambda: nothing_pending(client))
+            await worker.stop()
+        assert events == worker.events
+        dead: Any = await client.xrange("s:dead")
+        assert [bad_id] == [fields[b"id"] for _, fields in dead]
+        assert b"negative sequence -1" == dead[0][1][b"reason"]
+
+
+async def test_idle_runs_expire(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """Runs without ``completed`` are closed out after idle_timeout, acknowledged.
+
+    What the chain held of them comes out first (``buffer_bytes`` keeps
+    output until the run's end here), then an error and a failed completed;
+    a later entry of such a run goes to the dead-letter stream.
+    """
+    runs = {run: run_events(run, 2, complete=False) for run in ("a", "b")}
+    done = run_events("c", 1)
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, [*runs["a"], *runs["b"], *done])
+        delivered: list[Event] = []
+        src = source(redis_server.url, "one", idle_timeout=0.3)
+        with capture_logs() as logs:
+            task = asyncio.create_task(
+                eventkit.run(
+                    src,
+                    eventkit.pipe.buffer_bytes(4096),
+                    sink=sinks.call(delivered.append),
+                )
+            )
+            await eventually(lambda: len(delivered) == 11)
+            await eventually(lambda: nothing_pending(client))
+            assert 0 == src.open_runs
+            late = Event(type="stdout", data="late", sequence=3, run="a")
+            late_id = await client.xadd("s", {codec.FIELD: codec.encode(late)})
+            await eventually(lambda: client.exists("s:dead"))
+            await eventually(lambda: nothing_pending(client))
+            src.stop()
+            await task
+    for run in ("a", "b"):
+        mine = [event for event in delivered if event.run == run]
+        assert ["started", "stdout", "error", "completed"] == [e.type for e in mine]
+        assert "0\n1\n" == mine[1].data
+        error, completed = mine[2:]
+        assert (3, "run_expired", 0.3) == (
+            error.sequence,
+            error.attrs["code"],
+            error.attrs["idle_timeout"],
+        )
+        assert (4, False) == (completed.sequence, completed.attrs["success"])
+    assert ["started", "stdout", "completed"] == [
+        event.type for event in delivered if event.run == "c"
+    ]
+    dead: Any = await client.xrange("s:dead")
+    assert [(late_id, b"run_expired")] == [
+        (fields[b"id"], fields[b"reason"]) for _, fields in dead
+    ]
+    assert late == codec.decode({codec.FIELD: dead[0][1][codec.FIELD]})
+    expired = [log for log in logs if log["event"] == "redis_runs_expired"]
+    assert [2] == [log["runs"] for log in expired]
+
+
+async def test_shard_count_published_and_checked(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """The first producer publishes its shards; other counts are refused."""
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, run_events("a", 1), shards=3)
+        assert b"3" == await client.hget("s:meta", "shards")
+        # A producer with another count writes nothing.
+        with pytest.raises(eventkit.SinkError) as caught:
+            await produce(redis_server.url, run_events("b", 1), shards=2)
+        error = caught.value.__cause__
+        assert isinstance(error, ShardCountError)
+        assert (3, 2, "producer") == (error.published, error.configured, error.role)
+        # Only the first producer's run "a", three events.
+        assert [3] == [
+            n for n in [await client.xlen(key) for key in codec.shard_keys("s", 3)] if n
+        ]
+        # A worker with another count stops at once, saying both.
+        with pytest.raises(ShardCountError, match=r"3 shards.*shards=1"):
+            await eventkit.run(source(redis_server.url, "one"), sink=sinks.collect())
+        worker = Worker(source(redis_server.url, "one", shards=3))
+        await eventually(lambda: len(worker.events) == 3)
+        await worker.stop()
+
+
+async def test_worker_before_any_producer(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """Nothing published yet: the worker reads; a producer's other count stops it."""
+    async with asyncio.timeout(10):
+        worker = Worker(source(redis_server.url, "one", shards=2))
+        await asyncio.sleep(CLAIM_IDLE_MS / 1000)
+        assert not worker.task.done()
+        # The worker publishes nothing: the first producer decides.
+        assert 0 == await client.exists("s:meta")
+        await produce(redis_server.url, run_events("a", 1), shards=3)
+        with pytest.raises(ShardCountError, match="published with 3 shards"):
+            await worker.task
+
+
+async def test_idle_run_with_a_gap_closed_without_events(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    """A run whose completed came, a sequence before it never: closed, acknowledged.
+
+    Its completed went through already: nothing is made for it; the missing
+    sequence, coming late, goes to the dead-letter stream.
+    """
+    a = run_events("a", 1)
+    async with asyncio.timeout(10):
+        for event in (a[0], a[2]):
+            await client.xadd("s", {codec.FIELD: codec.encode(event)})
+        with capture_logs():
+            worker = Worker(source(redis_server.url, "one", idle_timeout=0.3))
+            await eventually(lambda: len(worker.events) == 2)
+            await eventually(lambda: nothing_pending(client))
+            await client.xadd("s", {codec.FIELD: codec.encode(a[1])})
+            await eventually(lambda: client.exists("s:dead"))
+            await eventually(lambda: nothing_pending(client))
+            await worker.stop()
+    assert [a[0], a[2]] == worker.events
+    dead: Any = await client.xrange("s:dead")
+    assert [b"run_expired"] == [fields[b"reason"] for _, fields in dead]
+
+
+async def test_stop_during_an_iteration_cut_short_stops_the_next(
+    redis_server: RedisServer,
+) -> None:
+    """stop() while the pipeline fails: the iteration a worker starts next ends at once.
+
+    A worker that tries again after a failure must not miss the SIGTERM that
+    came meanwhile.
+    """
+    src = source(redis_server.url, "one")
+
+    def stop_then_fail(event: Event) -> None:
+        src.stop()
+        raise OSError("disk full")
+
+    async with asyncio.timeout(10):
+        await produce(redis_server.url, run_events("a", 0))
+        with pytest.raises(eventkit.SinkError):
+            await eventkit.run(src, sink=sinks.call(stop_then_fail))
+        collected = sinks.collect()
+        await eventkit.run(src, sink=collected)
+        assert [] == collected.events
+        # Stopped once: the next one reads again.
+        worker = Worker(src)
+        await eventually(lambda: len(worker.events) == 2)
+        await worker.stop()

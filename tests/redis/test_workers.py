@@ -9,6 +9,7 @@ duplicates.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,8 +22,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 
+import eventkit
+from eventkit import Event, sinks, sources
 from eventkit.protocol import jsonl
 from tests.redis.producer import expected
+from tests.redis.streams import run_events
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -330,3 +334,259 @@ def test_worker_refused_login_exits_with_the_error(
     assert result.returncode == 1
     assert "error:" in result.stderr
     assert "password" in result.stderr.lower()
+
+
+def run_worker(
+    url: str, *flags: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``eventkit worker`` on the stream ``jobs`` of group ``g`` to its end."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "eventkit", "worker",
+            "--redis", url, "--stream", STREAM, "--group", "g", *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def publish(url: str, events: list[Event], shards: int = 1) -> None:
+    """Append ``events`` to the stream ``jobs`` with the eventkit sink."""
+    asyncio.run(
+        eventkit.run(
+            sources.iterate(events), sink=sinks.redis_stream(url, STREAM, shards=shards)
+        )
+    )
+
+
+def test_worker_with_another_shard_count_exits_2(redis_server: RedisServer) -> None:
+    """--shards other than the producers': one line with both numbers, status 2.
+
+    Before, such a worker read keys nobody wrote to, silently, forever.
+    """
+    publish(redis_server.url, run_events("a", 1), shards=3)
+    result = run_worker(redis_server.url, "--shards", "1")
+    assert 2 == result.returncode, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [
+        "error: stream 'jobs' is published with 3 shards, but this worker has "
+        "--shards 1"
+    ] == lines
+
+
+#: ``eventkit worker`` with a stage in front that raises on stdout "poison".
+POISONED_WORKER = """
+import sys
+
+import eventkit.cli.commands.worker as worker
+from eventkit.cli import main
+from eventkit.streams import Stage
+
+
+class Poison:
+    batched = True
+    timed = False
+
+    def feed(self, events):
+        for event in events:
+            if event.data == "poison":
+                print("met", event.run, file=sys.stderr, flush=True)
+                raise ValueError("cannot take " + event.run)
+        return events
+
+    def flush(self):
+        return []
+
+    def deadline(self):
+        return None
+
+    def tick(self, now):
+        return []
+
+
+build_chain = worker.build_chain
+worker.build_chain = lambda args: [Stage("poison", Poison), *build_chain(args)]
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_worker_dead_letters_a_poison_run_and_goes_on(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A stage raising on a run: met 3 times, dead-lettered; the others written.
+
+    Before, the worker stopped at the first meeting (status 1), and again at
+    every restart: the good runs read with it were never acknowledged.
+    """
+    good = run_events("good-0", 2) + run_events("good-1", 2)
+    poison = run_events("bad", 2)
+    poison[1] = Event(type="stdout", data="poison", run="bad", sequence=1)
+    publish(redis_server.url, good[:4] + poison + good[4:])
+    out = tmp_path / "out.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-c", POISONED_WORKER,
+            "worker", "--redis", redis_server.url, "--stream", STREAM,
+            "--group", "g", "--jsonl", str(out), "--log", "json",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            wait_for(lambda: client.exists(f"{STREAM}:dead") == 1, 30, "dead letters")
+            wait_for(lambda: pending_of(client) == 0, 30, "every entry acknowledged")
+            dead = client.xrange(f"{STREAM}:dead")
+        finally:
+            client.close()
+        assert 0 == stop_gracefully(process)
+        _, stderr = process.communicate()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert 3 == stderr.count("met bad")
+    assert len(poison) == len(dead)
+    assert {b"ValueError"} == {fields[b"error_type"] for _, fields in dead}
+    written = read_output(out)
+    assert {("good-0", 3), ("good-1", 3)} == {
+        (run, sequence) for run, sequence, _ in written if _ == "completed"
+    }
+    assert "bad" not in {run for run, _, _ in written}
+    logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert "redis_run_poisoned" in [log["event"] for log in logs]
+
+
+def pending_of(client: redis.Redis) -> int:
+    """Entries of ``jobs`` pending in group ``g`` (-1 before the group exists)."""
+    try:
+        info: Any = client.xpending(STREAM, "g")
+    except redis.exceptions.ResponseError:
+        return -1
+    count: int = info["pending"]
+    return count
+
+
+def test_worker_appends_to_its_jsonl_output(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """--jsonl OUT keeps what earlier starts wrote: acknowledged output is never lost.
+
+    Before, every start truncated OUT.
+    """
+    out = tmp_path / "out.jsonl"
+    for number in range(2):
+        publish(redis_server.url, run_events(f"r{number}", 1))
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "eventkit", "worker",
+                "--redis", redis_server.url, "--stream", STREAM, "--group", "g",
+                "--jsonl", str(out), "--log", "json",
+            ],
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_for(
+                lambda n=number: len(read_output(out)) == 3 * (n + 1), 30, "output"
+            )
+            assert 0 == stop_gracefully(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert ["r0"] * 3 + ["r1"] * 3 == [run for run, _, _ in read_output(out)]
+
+
+#: A worker as ``eventkit worker`` runs it, writing its RSS and its runs in
+#: progress to the file named by argv[1], as JSON, every 50 ms.
+WATCHED_WORKER = """
+import json, os, sys, threading, time
+
+import eventkit.sources
+from eventkit.cli import main
+
+report = sys.argv.pop(1)
+made = []
+redis_stream = eventkit.sources.redis_stream
+
+
+def tracked(*args, **kwargs):
+    made.append(redis_stream(*args, **kwargs))
+    return made[-1]
+
+
+eventkit.sources.redis_stream = tracked
+
+
+def watch():
+    while True:
+        with open("/proc/self/status") as status:
+            rss = next(int(l.split()[1]) for l in status if l.startswith("VmRSS:"))
+        state = {"rss": rss * 1024, "open_runs": made[0].open_runs if made else None}
+        with open(report + ".new", "w") as file:
+            json.dump(state, file)
+        os.replace(report + ".new", report)
+        time.sleep(0.05)
+
+
+threading.Thread(target=watch, daemon=True).start()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_worker_expires_runs_without_completed(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """20,000 one-event runs that never complete: all acknowledged, state freed.
+
+    With --idle-timeout 1, every run is ended (error run_expired, failed
+    completed) and acknowledged; afterwards no run is held, and the worker's
+    RSS is within 30 MB of what it was before. Before, none was ever
+    acknowledged, and each run's state stayed (RSS 48 -> 89 MB for 40,000).
+    """
+    report = tmp_path / "state.json"
+
+    def state() -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(report.read_text())
+        return found
+
+    process = subprocess.Popen(
+        [
+            sys.executable, "-c", WATCHED_WORKER, str(report),
+            "worker", "--redis", redis_server.url, "--stream", STREAM,
+            "--group", "g", "--idle-timeout", "1",
+        ],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        wait_for(lambda: pending_of(client) == 0, 30, "the worker to start")
+        time.sleep(0.2)
+        start = state()["rss"]
+        publish(
+            redis_server.url,
+            [
+                Event(type="stdout", data=f"line of {n}\n", run=f"run-{n}")
+                for n in range(20_000)
+            ],
+        )
+        last = client.xrevrange(STREAM, count=1)[0][0]
+        wait_for(
+            lambda: client.xinfo_groups(STREAM)[0]["last-delivered-id"] == last,
+            60,
+            "every entry read",
+        )
+        wait_for(lambda: pending_of(client) == 0, 60, "every entry acknowledged")
+        time.sleep(0.2)
+        after = state()
+        assert 0 == after["open_runs"]
+        assert after["rss"] - start < 30 * 2**20, (start, after["rss"])
+        assert 0 == stop_gracefully(process)
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -6,13 +6,22 @@ A worker is a service: it logs a summary line per run (and a closing
 (what was read is finished and acknowledged, exit status 0); a second one
 cancels at once (status 130, unacknowledged runs go to other workers).
 
-Failure behaviour: exit status 2 for flags that make no valid chain or
-source, 1 when Redis or an output cannot be reached or a sink fails.
+Failure behaviour: when the chain or the outputs raise, the worker does not
+stop: it tells the source (:meth:`~eventkit.sources.RedisStreamSource.failed`),
+which charges the failure to runs, and runs the chain again over the source
+after the delay the source says; the outputs stay open meanwhile. So a
+poison run is dead-lettered after ``--max-deliveries`` tries, and an output
+failing for every run is retried with growing delays, never dead-lettered.
+Exit status 2 for flags that make no valid chain or source and for a
+``--shards`` other than the one the producers published, 1 when Redis
+refuses the worker or fails otherwise, when an output cannot be opened, or
+when standard output is a pipe whose reader is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -25,7 +34,7 @@ from eventkit import pipe, sinks, sources
 from eventkit.cli.dashboard import attach, dashboard_for, serving
 from eventkit.cli.display import error_console, print_error
 from eventkit.cli.pipeline import build_chain
-from eventkit.exceptions import SinkError
+from eventkit.exceptions import ShardCountError, SinkError
 from eventkit.logging import configure as configure_logging
 
 if TYPE_CHECKING:
@@ -55,6 +64,27 @@ class _Totals(sinks.Sink):
         return {"runs": self.runs, "failed": self.failed, "events": self.events}
 
 
+class _Held(sinks.Sink):
+    """A sink kept open by the worker across runs of the chain.
+
+    ``eventkit.run`` opens and closes its sink; the worker runs the chain
+    again after a failure, and its outputs (files, a metrics port) must
+    neither close nor open again in between.
+    """
+
+    def __init__(self, sink: sinks.Sink) -> None:
+        self.sink = sink
+
+    async def send(self, event: Event) -> None:
+        await self.sink.send(event)
+
+    async def send_batch(self, events: list[Event]) -> None:
+        await self.sink.send_batch(events)
+
+    def __repr__(self) -> str:
+        return repr(self.sink)
+
+
 def main(args: argparse.Namespace) -> int:
     """Work until stopped; return the exit status."""
     err = error_console()
@@ -67,6 +97,8 @@ def main(args: argparse.Namespace) -> int:
             consumer=args.consumer,
             shards=args.shards,
             claim_idle_ms=args.claim_idle_ms,
+            max_deliveries=args.max_deliveries,
+            idle_timeout=args.idle_timeout,
         )
     except ValueError as exc:
         print_error(err, exc)
@@ -94,12 +126,14 @@ def main(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         signals = 0
+        stopping = asyncio.Event()
 
         def stop() -> None:
             # The first signal stops gracefully; a second one cancels.
             nonlocal signals
             signals += 1
             if signals == 1:
+                stopping.set()
                 source.stop()
             elif task is not None:
                 task.cancel()
@@ -107,7 +141,23 @@ def main(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
         try:
-            await eventkit.run(fed, *stages, sink=sinks.tee(*outputs))
+            async with sinks.tee(*outputs) as output:
+                held = _Held(output)
+                while True:
+                    try:
+                        await eventkit.run(fed, *stages, sink=held)
+                        return
+                    except Exception as exc:
+                        if isinstance(exc.__cause__ or exc, BrokenPipeError):
+                            # The reader of stdout is gone: no try can help.
+                            raise
+                        # Raises it again if the source failed, not the chain.
+                        delay = source.failed(exc)
+                        if stopping.is_set():
+                            raise
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await stopping.wait()
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
@@ -117,8 +167,19 @@ def main(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         err.print("[yellow]stopped at once:[/] unacknowledged runs go to others")
         return 130
-    except (OSError, RedisError, SinkError) as exc:
+    except ShardCountError as exc:
+        print_error(
+            err,
+            f"stream {exc.stream!r} is published with {exc.published} shards, "
+            f"but this worker has --shards {exc.configured}",
+        )
+        return 2
+    except (OSError, RedisError, SinkError, eventkit.EventkitError) as exc:
         print_error(err, exc)
+        return 1
+    except Exception as exc:
+        # The chain failed while the worker was stopping: not retried.
+        print_error(err, f"{type(exc).__name__}: {exc}")
         return 1
     # Told in the worker's log, like its runs: JSON with --json or --log json.
     structlog.get_logger("eventkit.worker").info("worker_stopped", **totals.as_dict())

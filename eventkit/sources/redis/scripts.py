@@ -1,5 +1,9 @@
 """The Lua scripts of a Redis Streams worker: heartbeats, leases, consumer pruning.
 
+The heartbeat also reads the shard count the producers published (see
+:func:`~eventkit.protocol.redis_entries.meta_key`), so that a worker checks
+it at every lease tick without a round trip of its own.
+
 Each runs atomically on the server, so that two workers never both take a
 shard, and a lease check and what it guards are one step. A lease key
 (:func:`~eventkit.protocol.redis_entries.lease_key`) holds the owner's
@@ -20,8 +24,10 @@ from typing import Final
 
 __all__ = ["ACQUIRE", "HEARTBEAT", "PRUNE", "RELEASE", "RENEW"]
 
-#: KEYS: the heartbeat set. ARGV: consumer, claim_idle_ms. Returns the number
-#: of consumers heard from within claim_idle_ms, this one included.
+#: KEYS: the heartbeat set, the stream's meta hash. ARGV: consumer,
+#: claim_idle_ms. Returns the number of consumers heard from within
+#: claim_idle_ms, this one included, and the shard count the producers
+#: published (false, that is nil, when none did yet).
 HEARTBEAT: Final = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -29,7 +35,7 @@ local idle = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], ms, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - idle)
 redis.call('PEXPIRE', KEYS[1], 2 * idle)
-return redis.call('ZCARD', KEYS[1])
+return {redis.call('ZCARD', KEYS[1]), redis.call('HGET', KEYS[2], 'shards')}
 """
 
 #: KEYS: lease and token key of each candidate shard, in order of preference.

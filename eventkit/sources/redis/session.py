@@ -16,16 +16,32 @@ client, a background lease task and the shards it holds:
   duplicates and tells when a run is whole.
 - **Settling.** Before each read: the runs whose terminal event went
   through the pipeline are acknowledged (``XACK``) and recorded in the
-  shard's finished set, entries that did not decode are dead-lettered, and
-  shards handed over are released once their runs are over.
+  shard's finished set, entries that did not decode (or belong to a run
+  closed out) are dead-lettered, and shards handed over are released once
+  their runs are over.
+- **Expiry.** Every ``min(1 s, idle_timeout / 4)``, the runs that received
+  nothing for ``idle_timeout`` seconds are ended with an ``error`` event
+  (``code="run_expired"``) and a failed ``completed``, made here; once those
+  went through the pipeline, the runs' entries are acknowledged, and their
+  later entries go to the dead-letter stream.
+- **Failures.** The batch in flight when the pipeline stopped the iteration
+  is kept by the :class:`Reader`, whose :meth:`Reader.failed` charges the
+  failure to runs with its :class:`~eventkit.sources.redis.failures.FailurePolicy`.
+  The next sessions deliver suspect runs in batches of their own and
+  dead-letter the entries of poison runs.
+- **Shard count.** Every lease tick reads the count the producers published
+  (``S:meta``) along with the heartbeat: another count than the worker's
+  raises :exc:`~eventkit.exceptions.ShardCountError`; none published yet
+  (no producer came) is no error, and it is read again at the next tick.
 
 Failure behaviour: every Redis operation is retried with backoff while the
-server is away, until it succeeds or the session is stopped; a refused login
-and other server errors are raised. Stopped (``stop()``), the session
-acknowledges what went through, releases its leases and closes, trying for up
-to ``claim_idle_ms``. Ended otherwise (``break``, an error, a cancellation), it
-acknowledges nothing more and releases its leases for at most 1 s, which a
-second cancellation does not cut short; then the cancellation goes on.
+server is away, until it succeeds or the session is stopped; a refused login,
+a shard count other than the producers' and other server errors are raised.
+Stopped (``stop()``), the session acknowledges what went through, releases
+its leases and closes, trying for up to ``claim_idle_ms``. Ended otherwise
+(``break``, an error, a cancellation), it acknowledges the runs that went
+through and releases its leases, for at most 1 s, which a second cancellation
+does not cut short; then the cancellation goes on.
 """
 
 from __future__ import annotations
@@ -49,19 +65,35 @@ from eventkit._redis.retry import (
     backoff,
     retry,
 )
+from eventkit.exceptions import SinkError
 from eventkit.protocol.redis_entries import (
+    DEAD,
+    DELIVER,
     DELIVER_LAST,
+    FIELD,
     FINISHED_RETENTION_MS,
+    RUN_EXPIRED,
+    DeadLetter,
     DecodeError,
     RunTracker,
     as_mapping,
+    check_shards,
     consumers_key,
     decode,
+    encode,
+    expiry_events,
     finished_key,
     lease_key,
+    meta_key,
     token_key,
 )
 from eventkit.sources.redis import scripts
+from eventkit.sources.redis.failures import (
+    OUTAGE,
+    POISON,
+    RETRY,
+    FailurePolicy,
+)
 from eventkit.sources.redis.leases import Lease, LeasePolicy
 from eventkit.stats import source_stats
 
@@ -94,6 +126,12 @@ _ABANDON_TIMEOUT: Final = 1.0
 DEAD_LETTERS_KEPT: Final = 100_000
 #: Seconds a reply may take beyond the read's own ``BLOCK`` time.
 _READ_MARGIN: Final = 10.0
+#: Why the late entries of an expired run go to the dead-letter stream.
+_EXPIRED: Final = DeadLetter(RUN_EXPIRED)
+#: Longest time between two looks for idle runs, in seconds.
+_EXPIRY_CHECK: Final = 1.0
+#: Runs named in a log line, at most.
+_RUNS_LOGGED: Final = 10
 
 
 class Shard(Lease):
@@ -104,6 +142,8 @@ class Shard(Lease):
         "dead",
         "finished",
         "lease_key",
+        "read_new",
+        "stash",
         "token",
         "token_key",
         "tracker",
@@ -121,6 +161,11 @@ class Shard(Lease):
         self.backlog: bytes | None = b"0-0"
         #: Entries that did not decode: id, fields, reason.
         self.dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        #: Whether new entries (``>``) were read since the shard was acquired.
+        self.read_new = False
+        #: The events of runs waiting (see :class:`FailurePolicy`) for new
+        #: entries to be read first, and the runs they make whole, by run.
+        self.stash: dict[str, tuple[list[Event], list[str]]] = {}
 
 
 def _open_runs(shard: Shard) -> int:
@@ -128,19 +173,109 @@ def _open_runs(shard: Shard) -> int:
     return shard.tracker.open_runs
 
 
+#: A batch handed over and not come back for: its events, and its run when
+#: it is a suspect's batch of its own.
+_InFlight = tuple[list["Event"], "str | None"]
+
+
 class Reader:
     """What a source iterates: a :class:`Session` per iteration, one at a time.
 
+    It outlives its sessions: what the pipeline's failures taught (the
+    :class:`~eventkit.sources.redis.failures.FailurePolicy`) goes from one
+    iteration to the next.
+
     Args:
         settings: What the source was made with.
+
+    Attributes:
+        settings: What the source was made with.
+        policy: The runs that made the pipeline fail, and the poison ones.
     """
 
-    __slots__ = ("_session", "_stop_early", "settings")
+    __slots__ = (
+        "_in_flight",
+        "_own_error",
+        "_session",
+        "_stop_early",
+        "policy",
+        "settings",
+    )
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        self.policy = FailurePolicy(settings.max_deliveries)
         self._session: Session | None = None
         self._stop_early = False
+        # How the last iteration ended: the batch it had handed over and not
+        # come back for, and the error it raised of its own.
+        self._in_flight: _InFlight | None = None
+        self._own_error: BaseException | None = None
+
+    @property
+    def open_runs(self) -> int:
+        """Runs in progress in the iteration under way: read and not finished."""
+        session = self._session
+        if session is None:
+            return 0
+        return sum(shard.tracker.open_runs for shard in session.shards())
+
+    def failed(self, error: BaseException) -> float:
+        """Charge ``error``, which ended the last iteration, to runs; return a delay.
+
+        See :meth:`~eventkit.sources.redis.source.RedisStreamSource.failed`.
+
+        Raises:
+            BaseException: ``error`` itself, when the iteration raised it of
+                its own (not the pipeline).
+        """
+        if self._session is not None:
+            raise RuntimeError("failed() is for an iteration that ended")
+        in_flight, self._in_flight = self._in_flight, None
+        own, self._own_error = self._own_error, None
+        if own is not None:
+            raise error
+        # A sink names the event it failed on: that event's run is charged.
+        # Anything else is charged to the batch in flight, if any.
+        sink = False
+        runs: list[str] = []
+        if isinstance(error, SinkError) and error.undelivered:
+            sink = True
+            runs = [error.undelivered[0].run]
+        elif in_flight is not None:
+            batch, alone = in_flight
+            runs = [alone] if alone is not None else list({e.run: 0 for e in batch})
+        decision = self.policy.failed(runs, error, sink=sink)
+        settings = self.settings
+        # Bound now, not when the source was made: a program configures
+        # structlog after making its source, maybe.
+        log = _log.bind(
+            stream=settings.stream,
+            group=settings.group,
+            consumer=settings.consumer,
+            error=repr(error),
+            retry_in=round(decision.delay, 3),
+        )
+        if decision.outcome == POISON:
+            log.warning(
+                "redis_run_poisoned",
+                run=decision.runs[0],
+                deliveries=decision.deliveries,
+                dead_letter=self.settings.dead_letter,
+            )
+        elif decision.outcome == RETRY:
+            log.warning(
+                "redis_pipeline_failed",
+                runs=list(decision.runs[:_RUNS_LOGGED]),
+                charged=len(decision.runs),
+                deliveries=decision.deliveries,
+                max_deliveries=self.policy.max_deliveries,
+            )
+        elif decision.outcome == OUTAGE:
+            log.warning("redis_sink_outage")
+        else:
+            log.warning("redis_pipeline_failed", runs=[], charged=0)
+        return decision.delay
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return Session(self).events()
@@ -150,10 +285,13 @@ class Reader:
         return Session(self).batches()
 
     def stop(self) -> None:
-        """Stop the iteration under way, or else the next one at its start."""
-        if self._session is None:
-            self._stop_early = True
-        else:
+        """Stop the iteration under way, or else the next one at its start.
+
+        Until an iteration ends gracefully: one cut short meanwhile (by an
+        error, say) leaves the next one to be stopped at its start.
+        """
+        self._stop_early = True
+        if self._session is not None:
             self._session.stop()
 
 
@@ -167,10 +305,15 @@ class Session:
     def __init__(self, reader: Reader) -> None:
         settings = self._settings = reader.settings
         self._reader = reader
+        self._policy = reader.policy
         self._group = settings.group
         self._consumer = settings.consumer
         self._claim_idle_ms = settings.claim_idle_ms
         self._heartbeats = consumers_key(settings.stream, settings.group)
+        self._meta = meta_key(settings.stream)
+        self._idle_timeout = settings.idle_timeout
+        self._expiry_interval = min(_EXPIRY_CHECK, settings.idle_timeout / 4)
+        self._next_expiry_check = 0.0
         self._log = _log.bind(
             stream=settings.stream, group=settings.group, consumer=settings.consumer
         )
@@ -209,6 +352,10 @@ class Session:
         self._stopping.set()
         self._wake.set()
 
+    def shards(self) -> list[Shard]:
+        """Return the shards held."""
+        return self._leases.held()
+
     @property
     def client(self) -> Redis:
         """The session's client, while it runs."""
@@ -244,8 +391,11 @@ class Session:
                 "make one source per concurrent reader"
             )
         reader._session = self
+        reader._in_flight = reader._own_error = None
+        graceful = False
         try:
             if reader._stop_early:
+                graceful = True
                 return
             settings = self._settings
             client = self._client = connect(
@@ -261,19 +411,41 @@ class Session:
             self._renew = client.register_script(scripts.RENEW)
             self._release = client.register_script(scripts.RELEASE)
             self._prune = client.register_script(scripts.PRUNE)
-            graceful = False
             try:
                 try:
                     await self._call(self._tick)
                     self._lease_task = asyncio.create_task(self._keep_leases())
                     stopping = self._stopping
                     stats = self._stats
+                    policy = self._policy
                     while not stopping.is_set():
+                        for shard, waited, part, done in self._unstashed():
+                            reader._in_flight = (part, waited)
+                            yield part
+                            reader._in_flight = None
+                            policy.passed(waited)
+                            for run in done:
+                                shard.tracker.finish(run)
+                                policy.finished(run)
+                        for shard, runs, alone in self._expiring():
+                            # Made a batch at a time: thousands of runs may
+                            # expire at once.
+                            ending = self._ending(shard, runs)
+                            reader._in_flight = (ending, alone)
+                            yield ending
+                            # Resumed: the runs' held output and the events
+                            # that end them went through the pipeline.
+                            reader._in_flight = None
+                            policy.passed(alone)
+                            for run in runs:
+                                shard.tracker.close(run, _EXPIRED)
+                                policy.finished(run)
                         for shard, entries in await self._next_batch():
                             stats.frames += len(entries)
                             tracker = shard.tracker
                             receive = tracker.receive
                             leaving = shard.leave_by is not None
+                            now = time.monotonic()
                             batch: list[Event] = []
                             whole: list[str] = []
                             for entry_id, event in await self._decoded(shard, entries):
@@ -282,35 +454,162 @@ class Session:
                                     # stays pending, for the next owner to
                                     # process whole.
                                     continue
-                                verdict = receive(entry_id, event)
-                                if verdict:
+                                verdict = receive(entry_id, event, now)
+                                if verdict == DELIVER:
                                     batch.append(event)
-                                    if verdict == DELIVER_LAST:
-                                        whole.append(event.run)
+                                elif verdict == DELIVER_LAST:
+                                    batch.append(event)
+                                    whole.append(event.run)
+                                elif verdict == DEAD:
+                                    self._dead_run_entry(shard, entry_id, event)
                             if shard.lost or not batch:
                                 continue
-                            yield batch
-                            # Resumed: the batch went through the whole
-                            # pipeline.
-                            for run in whole:
-                                tracker.finish(run)
+                            parts: Sequence[_Part] = (
+                                _isolated(batch, whole, policy.suspect)
+                                if policy.suspects
+                                else ((None, batch, whole),)
+                            )
+                            for alone, part, done in parts:
+                                if alone is not None and (
+                                    shard.stash or policy.waiting(alone)
+                                ):
+                                    held = shard.stash.pop(alone, None)
+                                    if held is not None:
+                                        part = held[0] + part
+                                        done = held[1] + done
+                                    if not shard.read_new and policy.waiting(alone):
+                                        # Until new entries were read: other
+                                        # runs show first whether the
+                                        # pipeline works.
+                                        shard.stash[alone] = (part, done)
+                                        continue
+                                reader._in_flight = (part, alone)
+                                yield part
+                                # Resumed: the batch went through the whole
+                                # pipeline.
+                                reader._in_flight = None
+                                policy.passed(alone)
+                                for run in done:
+                                    tracker.finish(run)
+                                if policy.suspects:
+                                    for run in done:
+                                        policy.finished(run)
                 except Stopped:
                     pass
+                except Exception as exc:
+                    # Raised here, not by the pipeline: failed() tells apart.
+                    reader._own_error = exc
+                    raise
                 graceful = True
             finally:
                 await self._close(graceful)
         finally:
             reader._session = None
-            reader._stop_early = False
+            if graceful:
+                # A stop asked for is done.
+                reader._stop_early = False
+
+    def _unstashed(self) -> list[tuple[Shard, str, list[Event], list[str]]]:
+        """Return the waiting runs' events due now: those of shards read anew.
+
+        The run that failed least recently first, so that a pipeline failing
+        for every run meets another run each time.
+        """
+        due = []
+        policy = self._policy
+        for shard in self._leases.owned.values():
+            stash = shard.stash
+            if not stash or not shard.read_new or shard.lost:
+                continue
+            for run in policy.least_recent(stash):
+                part, done = stash.pop(run)
+                due.append((shard, run, part, done))
+        return due
+
+    def _expiring(self) -> list[tuple[Shard, list[str], str | None]]:
+        """Return the runs to end for idleness, by shard, ``count // 2`` at a time.
+
+        Looks at most every ``min(1 s, idle_timeout / 4)``. A run whose
+        terminal event went through already (it waits for sequences before
+        it that never came) has nothing to end it with: it is closed at once,
+        its entries acknowledged at the next settling. A suspect run ends
+        alone (the third item names it), as its events go; a run waiting
+        with its events held back is left for later.
+        """
+        now = time.monotonic()
+        if now < self._next_expiry_check:
+            return []
+        self._next_expiry_check = now + self._expiry_interval
+        timeout = self._idle_timeout
+        since = now - timeout
+        chunk = max(1, self._settings.count // 2)
+        policy = self._policy
+        due: list[tuple[Shard, list[str], str | None]] = []
+        expired = 0
+        for shard in self._leases.owned.values():
+            tracker = shard.tracker
+            if shard.lost or not tracker.open_runs:
+                continue
+            idle = [run for run in tracker.idle_runs(since) if run not in shard.stash]
+            if not idle:
+                continue
+            expired += len(idle)
+            runs = []
+            for run in idle:
+                if tracker.ended(run):
+                    tracker.close(run, _EXPIRED)
+                elif policy.suspect(run):
+                    due.append((shard, [run], run))
+                else:
+                    runs.append(run)
+            due += [
+                (shard, runs[start : start + chunk], None)
+                for start in range(0, len(runs), chunk)
+            ]
+        if expired:
+            self._log.warning(
+                "redis_runs_expired",
+                runs=expired,
+                idle_timeout=timeout,
+                first=[run for _, runs, _ in due for run in runs][:_RUNS_LOGGED],
+            )
+        return due
+
+    def _ending(self, shard: Shard, runs: list[str]) -> list[Event]:
+        """Return the events that end ``runs`` of ``shard``, expired."""
+        tracker = shard.tracker
+        timeout = self._idle_timeout
+        wall = time.time()
+        return [
+            event
+            for run in runs
+            for event in expiry_events(run, tracker.last_sequence(run), timeout, wall)
+        ]
+
+    def _dead_run_entry(self, shard: Shard, entry_id: bytes, event: Event) -> None:
+        """Set an entry of a run closed out aside, for the dead-letter stream."""
+        why = shard.tracker.dead_letter(event.run)
+        self._stats.invalid_frames += 1
+        self._log.warning(
+            "redis_entry_dead_lettered",
+            key=shard.key.decode(errors="replace"),
+            id=entry_id.decode(errors="replace"),
+            run=event.run,
+            reason=why.reason,
+            dead_letter=self._settings.dead_letter,
+        )
+        fields = {FIELD: encode(event), **dict(why.fields)}
+        shard.dead.append((entry_id, fields, why.reason))
 
     async def _decoded(
         self, shard: Shard, entries: list[_Entry]
     ) -> list[tuple[bytes, Event]]:
         """Decode a shard's entries, setting aside those that do not decode.
 
-        Runs this worker does not know are looked up in the shard's finished
-        set first: a late duplicate of a run another worker finished (it came
-        up after a takeover) must not start a run that never ends.
+        Runs this worker does not know are looked up among the poison runs,
+        then in the shard's finished set: a late duplicate of a run another
+        worker finished (it came up after a takeover) must not start a run
+        that never ends.
         """
         decoded = []
         for entry_id, fields in entries:
@@ -322,6 +621,13 @@ class Session:
         unknown = [
             run for run in {event.run for _, event in decoded} if not tracker.knows(run)
         ]
+        policy = self._policy
+        if unknown and policy.any_condemned:
+            for run in unknown:
+                why = policy.condemned(run)
+                if why is not None:
+                    tracker.close(run, why)
+            unknown = [run for run in unknown if not tracker.knows(run)]
         if unknown:
             scores = await self._call(
                 lambda: self._execute("ZMSCORE", shard.finished, *unknown)
@@ -447,6 +753,9 @@ class Session:
             return []
         self._outage.succeeded()
         self._delays = backoff()
+        if command[0] == "XREADGROUP":
+            for shard in shards:
+                shard.read_new = True
         return reply
 
     def _poisoned(
@@ -591,12 +900,19 @@ class Session:
                 self._outage.succeeded()
 
     async def _tick(self) -> None:
-        """Heartbeat, renew the leases, and take free shards up to the share."""
-        live = await self._heartbeat(
-            keys=[self._heartbeats], args=[self._consumer, self._claim_idle_ms]
+        """Heartbeat, check the shard count, renew the leases, take free shards.
+
+        Raises:
+            ShardCountError: If the producers published another shard count.
+        """
+        live, published = await self._heartbeat(
+            keys=[self._heartbeats, self._meta],
+            args=[self._consumer, self._claim_idle_ms],
         )
         # Now, before the quiet time after an outage is judged below.
         self._outage.succeeded()
+        settings = self._settings
+        check_shards(settings.stream, published, settings.shards, "worker")
         leases = self._leases
         leases.heard(int(live))
         owned = list(leases.owned.values())
@@ -725,11 +1041,21 @@ class Session:
             await self._shut()
 
     async def _abandon(self) -> None:
-        """Stop the lease task; release the leases, best effort and briefly; close."""
+        """Stop the lease task; acknowledge what went through and release the
+        leases, best effort and briefly; close.
+
+        The runs finished before the iteration was cut short went through
+        the whole pipeline: acknowledged now, they are not delivered again.
+        """
         await self._stop_lease_task()
         shards = self._leases.held()
+        taken = _take_acks(
+            [s for s in shards if not s.lost and (s.tracker.acks or s.dead)]
+        )
         try:
             async with asyncio.timeout(_ABANDON_TIMEOUT):
+                if taken:
+                    await self._send_acks(taken)
                 await self._leave(shards)
         except (TimeoutError, RedisError) as exc:
             self._log.warning("redis_leases_not_released", error=repr(exc))
@@ -780,6 +1106,36 @@ _Dead = tuple[bytes, dict[bytes, bytes], str]
 #: What a shard has to settle: its entries to acknowledge, its runs
 #: finished, its entries to dead-letter.
 _Taken = tuple[Shard, list[bytes], list[str], list[_Dead]]
+
+
+#: A batch to hand over: the suspect run it holds alone (None for runs not
+#: suspect), its events, and the runs it makes whole.
+_Part = tuple["str | None", list["Event"], list[str]]
+
+
+def _isolated(
+    batch: list[Event], whole: list[str], suspect: Callable[[str], bool]
+) -> list[_Part]:
+    """Split a batch: the events of runs not suspect, then each suspect's alone.
+
+    Each run's events keep their order; a suspect's next failure is its own,
+    and its neighbours go through.
+    """
+    rest: list[Event] = []
+    alone: dict[str, list[Event]] = {}
+    for event in batch:
+        run = event.run
+        if suspect(run):
+            alone.setdefault(run, []).append(event)
+        else:
+            rest.append(event)
+    parts: list[_Part] = []
+    if rest:
+        parts.append((None, rest, [run for run in whole if run not in alone]))
+    parts.extend(
+        (run, events, [run] if run in whole else []) for run, events in alone.items()
+    )
+    return parts
 
 
 def _take_acks(shards: Sequence[Shard]) -> list[_Taken]:

@@ -8,7 +8,8 @@ in :mod:`eventkit.sources.redis.session`, the lease policy in
 model.
 
 Failure behaviour: nonsense arguments raise :exc:`ValueError` at once;
-what happens while reading is in :class:`RedisStreamSource`.
+what happens while reading, and when the pipeline fails, is in
+:class:`RedisStreamSource`.
 """
 
 from __future__ import annotations
@@ -60,16 +61,34 @@ class RedisStreamSource(EventStream):
       end, until it succeeds or :meth:`stop` is called; a warning is logged
       once per outage and a note when it ends;
       ``source_stats("redis").connections`` counts each (re)connection.
+    - **Another shard count**: at every lease tick the worker reads the
+      count the producers published in ``f"{stream}:meta"``; another one
+      than ``shards`` raises :exc:`~eventkit.exceptions.ShardCountError`.
+      Nothing published yet (no producer wrote) is no error: the worker
+      reads its keys and checks again at the next tick.
     - **An entry that does not decode** (no ``event`` field, not JSON, not
-      an event) is added to the ``dead_letter`` stream with the fields
-      ``stream`` (its key), ``id``, ``reason`` and its own fields,
-      acknowledged, logged as a warning and counted in
+      an event, a negative sequence) is added to the ``dead_letter`` stream
+      with the fields ``stream`` (its key), ``id``, ``reason`` and its own
+      fields, acknowledged, logged as a warning and counted in
       ``source_stats("redis").invalid_frames``; reading goes on.
+    - **A run idle** for ``idle_timeout`` seconds without its terminal event
+      is closed out: the source yields an ``error`` event
+      (``attrs["code"] == "run_expired"``) and ``completed`` with
+      ``success`` False, which flush what the chain holds of the run; once
+      they went through, the run's entries are acknowledged and its state
+      freed. Its later entries go to the dead-letter stream (reason
+      ``run_expired``).
+    - **The pipeline failing** (an operator or the sink raising) ends the
+      iteration like any error; :meth:`failed` then charges the failure to
+      runs, and the next iteration delivers those runs again, each in
+      batches of its own, and dead-letters a run that failed
+      ``max_deliveries`` times (:meth:`failed` says how).
     - **A missing group** (a new stream, or a server that lost its data) is
       created, reading the keys from their start.
     - **Stopping early** (``break``, an error, a cancellation) acknowledges
-      nothing more; the shards are released (for at most 1 s) and their
-      pending entries delivered again, to whichever worker owns them next.
+      the runs that went through the pipeline and nothing more; the shards
+      are released (both for at most 1 s) and their pending entries
+      delivered again, to whichever worker owns them next.
     - Other server errors are raised.
 
     Args:
@@ -91,12 +110,17 @@ class RedisStreamSource(EventStream):
             are renewed every third of it.
         count: Most entries read per key and round trip.
         dead_letter: The dead-letter stream; default ``f"{stream}:dead"``.
+        max_deliveries: Failed deliveries that make a run poison: its
+            entries go to the dead-letter stream (see :meth:`failed`).
+        idle_timeout: Seconds a run may go without an entry before it is
+            closed out, when its terminal event did not come.
 
     Raises:
         ValueError: At once, for a URL scheme other than redis, rediss or
-            unix, an empty ``stream``, ``group`` or ``consumer``, or a
-            ``shards``, ``block_ms``, ``claim_idle_ms`` or ``count`` that is
-            not a positive integer.
+            unix, an empty ``stream``, ``group`` or ``consumer``, a
+            ``shards``, ``block_ms``, ``claim_idle_ms``, ``count`` or
+            ``max_deliveries`` that is not a positive integer, or an
+            ``idle_timeout`` that is not a positive number.
 
     Attributes:
         settings: What the source was made with, validated.
@@ -114,6 +138,8 @@ class RedisStreamSource(EventStream):
         claim_idle_ms: int = 10_000,
         count: int = 500,
         dead_letter: str | None = None,
+        max_deliveries: int = 3,
+        idle_timeout: float = 300.0,
     ) -> None:
         self.settings = WorkerSettings(
             url=url,
@@ -129,6 +155,8 @@ class RedisStreamSource(EventStream):
             claim_idle_ms=claim_idle_ms,
             count=count,
             dead_letter=dead_letter_key(stream) if dead_letter is None else dead_letter,
+            max_deliveries=max_deliveries,
+            idle_timeout=idle_timeout,
         )
         self._reader = Reader(self.settings)
         super().__init__(self._reader, ())
@@ -158,6 +186,63 @@ class RedisStreamSource(EventStream):
         """Where entries that do not decode go."""
         return self.settings.dead_letter
 
+    @property
+    def open_runs(self) -> int:
+        """Runs in progress in the iteration under way (0 between iterations)."""
+        return self._reader.open_runs
+
+    def failed(self, error: BaseException) -> float:
+        """Learn that the pipeline fed by the last iteration failed; return a delay.
+
+        Call it with what :func:`eventkit.run` (or the loop over the source)
+        raised, then iterate again after the delay returned: this is how a
+        worker gets past a poison run. ``eventkit worker`` does it::
+
+            while True:
+                try:
+                    await eventkit.run(source, *stages, sink=sink)
+                    break
+                except Exception as exc:
+                    await asyncio.sleep(source.failed(exc))
+
+        The failure is charged to runs: the run of the event the sink failed
+        on (:attr:`eventkit.SinkError.undelivered`), else every run of the
+        batch the pipeline was processing. Each run charged is delivered
+        again, from its first entry, in batches of its own, so that its next
+        failure is its own and the other runs go through; a run charged
+        ``max_deliveries`` times, the last time alone, is poison: its
+        entries go to the dead-letter stream (``reason`` =
+        ``"processing_failed"``, with ``error_type``, ``error`` and
+        ``deliveries``) and are acknowledged, and the worker goes on.
+
+        A sink failing for every run is an outage, not poison: a sink's
+        failure counts against its run only if the sink took other batches
+        since the run first failed (and did not just fail on another run
+        with nothing taken since); otherwise nothing is counted and the
+        delays grow. A failure with no batch in flight (a stage's timer) is
+        charged to no run.
+
+        The delay is 0.1 s, doubling at each failure in a row up to 30 s,
+        back to 0.1 s once a batch goes through; 0 for a run just found
+        poison. What the failures taught is kept by the source from one
+        iteration to the next (suspects and poison runs, 10,000 of each at
+        most): another worker taking the shards over counts afresh.
+
+        Args:
+            error: What ended the last iteration.
+
+        Returns:
+            Seconds to wait before iterating again.
+
+        Raises:
+            BaseException: ``error`` itself, when the source raised it (the
+                server refused the login, another shard count, ...): that
+                is no failure of the pipeline, and iterating again would
+                not help.
+            RuntimeError: If an iteration is under way.
+        """
+        return self._reader.failed(error)
+
     def stop(self) -> None:
         """Stop reading, and end the iteration once what was read is through.
 
@@ -169,7 +254,9 @@ class RedisStreamSource(EventStream):
         them over at once), closes the client, and ends normally. Runs in
         progress are not acknowledged: their next owner processes them
         again from their first event. Called while no iteration is under
-        way, it ends the next one at once.
+        way, or while one ends otherwise (the pipeline failed), it ends the
+        next one at once: a worker trying again after a failure does not
+        miss it.
         """
         self._reader.stop()
 
