@@ -81,7 +81,8 @@ def test_protocol_examples_decode_exactly() -> None:
         Event(
             type="stdout",
             data="Step 1/5\n",
-            timestamp=utc(2025, 11, 20, 10, 30, 0, 123456),
+            # RFC3339Nano, .123456789: to the nearest microsecond.
+            timestamp=utc(2025, 11, 20, 10, 30, 0, 123457),
             sequence=1,
             run="r",
         ),
@@ -696,3 +697,50 @@ def test_hopx_frames_decode_with_eventkit() -> None:
     assert T == events[0].timestamp
     assert 0 == events[0].attrs["server_sequence"]
     assert decoding.finished
+
+
+# Many messages at once
+
+_MESSAGES = st.one_of(
+    st.builds(
+        lambda kind, data, stamp: json.dumps(
+            {"type": kind, "data": data, "timestamp": stamp}
+        ).encode(),
+        st.sampled_from(["stdout", "stderr"]),
+        st.text(max_size=8),
+        st.sampled_from(["2025-11-20T10:30:00.123456789Z", "not a time", "2025-01-01"]),
+    ),
+    st.builds(
+        lambda kind, data: json.dumps({"type": kind, "data": data}).encode(),
+        st.sampled_from(["stdout", "stderr", "custom"]),
+        st.text(max_size=8),
+    ),
+    st.sampled_from(
+        [
+            b'{"type": "stdout", "data": "x", "timestamp": "2025-11-20T10:30:00Z", '
+            b'"sequence": 4}',
+            b'{"type": "result", "exit_code": 0, "execution_time": 0.5}',
+            b'{"type": "complete", "success": true}',
+            b'{"type": "error", "error": "boom", "code": "EXECUTION_FAILED"}',
+            b"not json",
+            b"   ",
+            b"[1, 2]",
+            b'{"type": 3}',
+            b"\xff\xfe",
+        ]
+    ),
+)
+
+
+@given(st.lists(_MESSAGES, max_size=12), st.integers(1, 5))
+def test_receive_all_is_receive_of_each(messages: list[bytes], size: int) -> None:
+    """Decoding messages together gives exactly what decoding each gives."""
+    alone = HopxDecoder("r", clock=lambda: 5.0)
+    together = HopxDecoder("r", clock=lambda: 5.0)
+    expected = [event for message in messages for event in alone.receive(message)]
+    got = []
+    for start in range(0, len(messages), size):
+        got += together.receive_all(messages[start : start + size])
+    assert expected == got
+    for counter in ("frames", "ignored", "invalid_frames", "finished"):
+        assert getattr(alone, counter) == getattr(together, counter)

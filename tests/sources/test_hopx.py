@@ -7,11 +7,13 @@ import contextlib
 import json
 import socket
 import time
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -189,7 +191,7 @@ async def test_normal_run(serve_script: Serve) -> None:
     assert [e.data for e in events[1:3]] == ["a\n", "b\n"]
     assert events[3].attrs == {"exit_code": 0, "execution_time": 0.5}
     assert events[4].attrs == {"success": True}
-    assert events[1].timestamp == 1763634600.123456
+    assert events[1].timestamp == 1763634600.123457  # .123456789, rounded
     (message,) = server.received
     assert execute_message("print(1)", timeout=5) == message
     assert "env" not in json.loads(message)
@@ -453,3 +455,27 @@ def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
     url = options.pop("url", "ws://127.0.0.1:1")
     with pytest.raises(ValueError, match=message):
         websocket(url, "1", **options)
+
+
+async def test_messages_at_hand_come_in_one_batch(serve_script: Serve) -> None:
+    """Messages already received are decoded together: fewer, bigger batches.
+
+    It relies on websockets keeping received frames in
+    ``connection.recv_messages.frames``: this fails if a version moves them.
+    """
+    server = await serve_script([stdout(str(i)) for i in range(50)] + [COMPLETE])
+    stream = websocket(server.url, "1", compression=None)
+    async with contextlib.aclosing(stream.batches()) as batches:
+        sizes = [len(batch) async for batch in batches]
+    assert 52 == sum(sizes)  # started, 50 outputs, completed
+    assert len(sizes) < 20
+
+
+async def test_websockets_keeps_received_frames_where_we_look(
+    serve_script: Serve,
+) -> None:
+    """The connection's assembler holds a sized queue of frames."""
+    server = await serve_script([COMPLETE])
+    async with connect(server.url) as ws:
+        await ws.send("{}")
+        assert isinstance(ws.recv_messages.frames, Sized)
