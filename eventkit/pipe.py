@@ -62,7 +62,7 @@ def merge(
     stream.
     """
     # Imported here: merging needs the driver, loaded with the first chain.
-    from eventkit.merge import merge as merged
+    from eventkit.fanin import merge as merged
 
     def apply(source: AsyncIterable[Event]) -> EventStream:
         return merged(source, *others)
