@@ -159,7 +159,14 @@ async def _eventkit(url: str, streams: int) -> dict[str, Any]:
                     latencies.append(now - event.timestamp)
 
     runs = [
-        sources.websocket(url, CODE, compression=None, max_size=2**20, open_timeout=60)
+        sources.websocket(
+            url,
+            CODE,
+            compression=None,
+            max_size=2**20,
+            open_timeout=60,
+            ping_interval=None,
+        )
         for _ in range(streams)
     ]
     await eventkit.run(
@@ -201,10 +208,10 @@ def _client(name: str, url: str, streams: int) -> None:
     """
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    import eventkit.merge
     import prometheus_client  # noqa: F401
     import websockets.asyncio.client  # noqa: F401
 
+    import eventkit.fanin
     import eventkit.sources.hopx  # noqa: F401
 
     before = _memory("VmRSS")

@@ -38,8 +38,22 @@ _PROGRESS_RE: Final = re.compile(
 _Parsed = tuple[float | None, int | None, int | None]
 
 
+#: Data longer than this is searched from its tail first (see :func:`_parse`).
+_TAIL: Final = 100
+#: ASCII characters a report can be made of: digits, spaces, ``.%/()``.
+_REPORT_CHARS: Final = frozenset("0123456789 \t\n\r\f\v.%/()")
+
+
 def _parse(data: str, last: _Parsed) -> _Parsed:
     """Return ``(percent, current, total)`` after the last report in ``data``.
+
+    Only the last valid report counts, so a long chunk of output is searched
+    from a point near its end first: the regular expression costs tens of
+    nanoseconds a character in digit-heavy output (logs with times and
+    counts), and most chunks end with their latest report. The point is
+    right after a character no report can contain, so the tail's matches are
+    exactly those a search of the whole text finds there; only when the
+    tail holds no valid report is the whole text searched.
 
     Args:
         data: Program output.
@@ -48,10 +62,35 @@ def _parse(data: str, last: _Parsed) -> _Parsed:
     Returns:
         ``last`` itself when ``data`` holds no valid report.
     """
-    found = last
-    # Only the most recent valid report counts; invalid matches (a percent over
-    # 100, a fraction over its total) are skipped as false positives.
-    for match in _PROGRESS_RE.finditer(data):
+    if len(data) > _TAIL:
+        start = _boundary(data, len(data) - _TAIL)
+        if start:
+            found = _last_report(data, start, last)
+            if found is not None:
+                return found
+    found = _last_report(data, 0, last)
+    return last if found is None else found
+
+
+def _boundary(data: str, near: int) -> int:
+    """Return a position at or before ``near`` that no report spans, or 0."""
+    report_chars = _REPORT_CHARS
+    for index in range(near, max(near - _TAIL, 0), -1):
+        char = data[index - 1]
+        if char in report_chars:
+            continue
+        # Beyond ASCII, digits and spaces of other scripts match \d and \s.
+        if char.isascii() or not (char.isdigit() or char.isspace()):
+            return index
+    return 0
+
+
+def _last_report(data: str, start: int, last: _Parsed) -> _Parsed | None:
+    """Return the last valid report in ``data`` from ``start``, or None."""
+    found: _Parsed | None = None
+    # Invalid matches (a percent over 100, a fraction over its total) are
+    # skipped as false positives.
+    for match in _PROGRESS_RE.finditer(data, start):
         percent_text = match["percent"]
         if percent_text is not None:
             percent = float(percent_text)

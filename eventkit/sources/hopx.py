@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 __all__ = ["websocket"]
 
 #: The most messages decoded into one batch.
-_BATCH_FRAMES: Final = 1024
+_BATCH_FRAMES: Final = 32
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
@@ -84,6 +84,7 @@ class _WebSocketSource:
         "_message",
         "_on_close",
         "_open_timeout",
+        "_ping",
         "_run",
         "_url",
     )
@@ -97,6 +98,7 @@ class _WebSocketSource:
         run: str | None,
         max_size: int,
         open_timeout: float,
+        ping: tuple[float | None, float | None],
         compression: str | None,
         on_close: OnClose,
     ) -> None:
@@ -106,6 +108,7 @@ class _WebSocketSource:
         self._run = run
         self._max_size = max_size
         self._open_timeout = open_timeout
+        self._ping = ping
         self._compression = compression
         self._on_close = on_close
 
@@ -130,6 +133,8 @@ class _WebSocketSource:
             compression=self._compression,
             max_size=self._max_size,
             open_timeout=self._open_timeout,
+            ping_interval=self._ping[0],
+            ping_timeout=self._ping[1],
         )
         stats.connections += 1
         stats.open_connections += 1
@@ -239,6 +244,8 @@ def websocket(
     run: str | None = None,
     max_size: int = 16 * 2**20,
     open_timeout: float = 10.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
     compression: str | None = "deflate",
     on_close: OnClose = "raise",
 ) -> EventStream:
@@ -272,6 +279,13 @@ def websocket(
         max_size: Largest message accepted, in bytes; a larger one ends the
             run with close code 1009. The SDK keeps websockets' 1 MiB.
         open_timeout: Seconds allowed for the TCP connection and handshake.
+        ping_interval: Seconds between keepalive pings; None for none.
+        ping_timeout: Seconds a ping may go unanswered before the
+            connection counts as lost (closed with 1011); None for no limit.
+            The answer is read only as fast as the consumer takes the
+            stream: a consumer that falls this far behind a busy stream
+            loses it, so raise it (or turn pings off) for consumers that
+            may lag that long.
         compression: ``"deflate"`` offers permessage-deflate, like the SDK,
             and works with any server; None turns it off, which the agent
             must accept. Uncompressed streams are ~2.8x faster per message
@@ -297,6 +311,12 @@ def websocket(
     _check_positive("timeout", timeout)
     _check_positive("max_size", max_size)
     _check_positive("open_timeout", open_timeout)
+    for name, value in (
+        ("ping_interval", ping_interval),
+        ("ping_timeout", ping_timeout),
+    ):
+        if value is not None:
+            _check_positive(name, value)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     source = _WebSocketSource(
         agent_url(url),
@@ -307,6 +327,7 @@ def websocket(
         run=run,
         max_size=max_size,
         open_timeout=open_timeout,
+        ping=(ping_interval, ping_timeout),
         compression=compression,
         on_close=on_close,
     )
