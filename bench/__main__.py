@@ -19,7 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import core, executor, fanin, ingest, observability, redis, server
+from bench import (
+    core,
+    executor,
+    fanin,
+    ingest,
+    observability,
+    redis,
+    server,
+    startup,
+)
 
 Step = Callable[[str], None]
 
@@ -55,6 +64,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
         "Redis Streams end to end: eventkit's sink and source vs raw redis-py",
         lambda args, step: redis.measure(args.redis_events, args.repetitions, step),
     ),
+    "startup": (
+        "the eventkit command's start: --version and --help vs import asyncio",
+        lambda args, step: startup.measure(args.starts),
+    ),
 }
 
 
@@ -77,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stream-frames", type=int, default=1024, help="fanin: messages per stream"
     )
+    parser.add_argument("--starts", type=int, default=20, help="startup: rounds")
     parser.add_argument(
         "--redis-events", type=int, default=100_000, help="redis: events"
     )

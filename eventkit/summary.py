@@ -2,6 +2,13 @@
 
 Pure bookkeeping, no I/O: feed events, get a :class:`RunSummary` when a run
 ends. The CLI prints these as its closing table; logging writes one line each.
+
+A run's outcome comes from its ``completed`` event: its ``success`` and
+``exit_code`` when it carries them, else the ``result`` event's exit code,
+else (AI Computer's wire has neither) success when no ``error`` came.
+
+Failure behaviour: never raises on an event, whatever its attrs hold; values
+of the wrong type are ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from eventkit.events import OUTPUT_TYPES, TERMINAL_TYPES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from eventkit.events import Event
 
@@ -29,14 +36,19 @@ class RunSummary:
         last_timestamp: Timestamp of its last event.
         events: Events by type.
         bytes: UTF-8 bytes of ``data`` by output type.
-        exit_code: From its ``result`` event, if any.
+        exit_code: From its ``result`` event, else its ``completed`` event,
+            if any carries one.
         execution_time: From its ``result`` event, if any.
-        success: From its ``completed`` event; None if it never completed.
+        success: Whether it succeeded, once its ``completed`` event came
+            (see the module's docstring); None until then.
         gaps: ``gap`` events (holes given up by reorder).
         missing: Sequences those gaps left out.
         limits: The ``limit`` of each ``resource_limit`` event, in order.
         errors: The ``data`` of each ``error`` event, in order (at most 10).
         percent: The last progress percentage reported, if any.
+        reason: Why the run ended without an outcome, when whoever fed the
+            events knows (the stream closed early, the run was interrupted);
+            set by them, never by :class:`SummaryTracker`.
 
     Events made by operators (``progress``, ``gap``) are not counted in
     :attr:`events`; they are what :attr:`percent` and :attr:`gaps` report.
@@ -55,6 +67,7 @@ class RunSummary:
     limits: list[str] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
     percent: float | None = None
+    reason: str | None = None
 
     @property
     def duration(self) -> float:
@@ -128,10 +141,26 @@ class SummaryTracker:
             if len(summary.errors) < self._max_errors:
                 summary.errors.append(event.data)
         elif kind in TERMINAL_TYPES:
-            summary.success = bool(attrs.get("success", False))
+            _conclude(summary, attrs)
             return summary
         return None
 
     def summaries(self) -> Iterator[RunSummary]:
         """Yield the summary of every run seen, in order of first appearance."""
         return iter(self._runs.values())
+
+
+def _conclude(summary: RunSummary, attrs: Mapping[str, Any]) -> None:
+    """Set the outcome of a run from its terminal event's attrs."""
+    exit_code = attrs.get("exit_code")
+    # bool is an int: True is no exit code.
+    if isinstance(exit_code, int) and not isinstance(exit_code, bool):
+        summary.exit_code = exit_code
+    success = attrs.get("success")
+    if isinstance(success, bool):
+        summary.success = success
+    elif summary.exit_code is not None:
+        summary.success = summary.exit_code == 0
+    else:
+        # The AI Computer wire tells a failure by an ``error`` line only.
+        summary.success = not summary.events.get("error")

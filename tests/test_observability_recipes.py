@@ -37,9 +37,9 @@ needs_promtool = pytest.mark.skipif(
 
 
 def run(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run a recipe the way a reader would."""
+    """Run a recipe the way a reader would, any Python warning an error."""
     return subprocess.run(
-        [sys.executable, str(path), *args],
+        [sys.executable, "-W", "error", str(path), *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +12,35 @@ import pytest
 RECIPES = Path(__file__).parent.parent / "recipes"
 
 
+#: A warning Python printed (``UserWarning: ...``, ``ResourceWarning: ...``),
+#: or one it could not raise (in a finalizer: ``Exception ignored in``).
+PYTHON_WARNING = re.compile(r"\b[A-Z]\w*Warning\b|Exception ignored in")
+
+
 def run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run a recipe the way a reader would, with a secret in our environment."""
-    return subprocess.run(
-        [sys.executable, str(RECIPES / name), *args],
+    """Run a recipe the way a reader would, with a secret in our environment.
+
+    With ``-W error``: a recipe that makes Python warn fails; one that warns
+    where no exception can go (a finalizer) fails the check below.
+    """
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(RECIPES / name), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         env={"EVENTKIT_RECIPE_SECRET": "do-not-leak", "PATH": "/usr/bin:/bin"},
     )
+    assert not PYTHON_WARNING.search(done.stderr), done.stderr
+    return done
+
+
+def test_every_recipe_is_run_here() -> None:
+    """Each recipe at the top of recipes/ has a test in this module."""
+    source = Path(__file__).read_text()
+    for recipe in sorted(RECIPES.glob("*.py")):
+        if recipe.name != "structured_logging.py":  # test_observability_recipes.py
+            assert f'run("{recipe.name}"' in source, recipe.name
 
 
 def test_basic_streaming() -> None:

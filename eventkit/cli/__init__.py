@@ -16,8 +16,14 @@ The package, by module:
 - :mod:`~eventkit.cli.commands`: one module per command (``run``, ``replay``,
   ``worker``, ``serve``), each with ``main(args) -> int``;
 - :mod:`~eventkit.cli.pipeline`: the chain and the outputs the flags ask for;
-- :mod:`~eventkit.cli.display`: the terminal (progress bar, summary table);
-- :mod:`~eventkit.cli.errors`: :exc:`~eventkit.cli.errors.CommandExit`.
+- :mod:`~eventkit.cli.display`: the terminal (the live view, the summary);
+- :mod:`~eventkit.cli.errors`: the exit statuses,
+  :exc:`~eventkit.cli.errors.CommandExit` and the one-line messages of the
+  failures a user can cause.
+
+Exit statuses: ``run`` exits with the code's own; every command exits 1 for
+a runtime failure, 2 for a usage error (bad flags, a missing input file), and
+128 + N when signal N stopped it.
 
 Starting is cheap: parsing needs argparse only, and a command's module (with
 rich, aiohttp, redis and the rest) is imported when that command runs, so

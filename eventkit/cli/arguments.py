@@ -8,6 +8,8 @@ only when ``--version`` asks for it.
 
 Failure behaviour: argparse's own. Invalid flags print the usage and exit with
 status 2 (:exc:`SystemExit`); ``--help`` and ``--version`` print and exit 0.
+An event type ``--only`` or ``--exclude`` names that eventkit does not know is
+no error (programs may make their own types): the chain warns about it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ __all__ = ["COMMANDS", "add_chain_flags", "add_output_flags", "build_parser", "v
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS = ("run", "serve", "replay", "worker")
 
+#: The exit statuses, as ``--help`` tells them (see eventkit.cli.errors).
+EXIT_STATUS = """\
+exit status:
+  run      the code's own exit status; 128+N if it was killed by signal N
+  all      0 on success; 1 for a runtime failure (a sandbox, Redis or an
+           output that cannot be reached); 2 for a usage error (bad flags, a
+           missing input file); 128+N when stopped by signal N (130: Ctrl-C)
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``eventkit`` command and its subcommands.
@@ -36,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventkit",
         description="Process code-execution sandbox event streams.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(title="commands", required=True)
@@ -53,6 +66,8 @@ def _add_run(commands: _Subparsers) -> None:
         description="Run code in a sandbox and show its events as they come. "
         "Runs on the local executor unless --url or --aicomputer names a remote "
         "sandbox. The exit status is the code's own.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     code = run.add_mutually_exclusive_group(required=True)
     code.add_argument("file", nargs="?", help="the program to run, or - for stdin")
@@ -150,6 +165,8 @@ def _add_replay(commands: _Subparsers) -> None:
         "replay",
         help="run a recorded stream (eventkit JSON Lines) through the chain",
         description="Run a recorded stream (eventkit JSON Lines) through the chain.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay.add_argument("file", help="the .jsonl file, or - for standard input")
     replay.add_argument(
@@ -230,9 +247,17 @@ def add_chain_flags(parser: argparse.ArgumentParser) -> None:
     )
     chain.add_argument(
         "--only",
-        nargs="+",
-        metavar="TYPE",
-        help="keep only these event types",
+        action="extend",
+        type=_types,
+        metavar="TYPE[,TYPE...]",
+        help="keep only these event types (comma-separated or repeated)",
+    )
+    chain.add_argument(
+        "--exclude",
+        action="extend",
+        type=_types,
+        metavar="TYPE[,TYPE...]",
+        help="drop these event types (comma-separated or repeated)",
     )
     chain.add_argument(
         "--buffer-bytes",
@@ -290,6 +315,13 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
         help="also publish the events, as the source gives them, to a Redis stream",
     )
     output.add_argument(
+        "--redis-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="with --to-redis: give up after S seconds without Redis (default 10)",
+    )
+    output.add_argument(
         "--redis-stream",
         default="eventkit:events",
         metavar="S",
@@ -313,6 +345,25 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
         help="machine-readable: the stream as JSON Lines on stdout, the "
         "summary as JSON on stderr",
     )
+
+
+def _types(text: str) -> list[str]:
+    """The event types of one ``--only``/``--exclude`` value: ``stdout,stderr``."""
+    types = [name.strip() for name in text.split(",") if name.strip()]
+    if not types:
+        raise argparse.ArgumentTypeError(f"no event type in {text!r}")
+    return types
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text!r}")
+    return seconds
 
 
 def version() -> str:

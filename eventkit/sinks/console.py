@@ -1,4 +1,7 @@
-"""A sink for people: the program's output as it ran, lifecycle events marked."""
+"""A sink for people: the program's output as it ran, lifecycle events marked.
+
+Failure behaviour: never raises but for a closed stream.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ class ConsoleSink(Sink):
     """Show events in a terminal.
 
     ``stdout`` data is written as is to ``stdout``; ``stderr`` data goes to
-    ``stderr`` in red; every other event is one marked line on ``stderr``
+    ``stderr`` in red (each line coloured on its own, so that no colour code
+    follows a newline); every other event is one marked line on ``stderr``
     (``▶ started``, ``● result exit_code=0``, ``✗ error``, ``■ completed``),
     so the program's own output stays clean on standard output. Colour follows
     the terminal (off when piped, ``NO_COLOR`` honoured). Output text is never
@@ -105,7 +109,7 @@ class ConsoleSink(Sink):
         # strip control characters such as the \r of a progress bar.
         if not data:
             return
-        file.write(f"{_RED}{data}{_RESET}" if red else data)
+        file.write(_red(data) if red else data)
         file.flush()
         self._at_line_start = data.endswith("\n")
 
@@ -119,6 +123,17 @@ class ConsoleSink(Sink):
             line.append(f" {details}", style="dim")
         self._console.print(line)
         self._at_line_start = True
+
+
+def _red(data: str) -> str:
+    """``data`` in red, line by line: each newline comes after the colour ends.
+
+    A colour code after the newline would be a line of its own to whatever
+    splits the output into lines (a live display, a pager): an empty line.
+    """
+    return "\n".join(
+        f"{_RED}{line}{_RESET}" if line else "" for line in data.split("\n")
+    )
 
 
 def describe(event: Event) -> str:

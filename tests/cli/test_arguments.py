@@ -61,6 +61,7 @@ def test_run_and_replay_share_chain_and_output_flags(
             "--reorder",
             "--only",
             "stdout",
+            "--only",
             "completed",
             "--buffer-bytes",
             "64",
@@ -108,3 +109,32 @@ def test_invalid_choice_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         build_parser().parse_args(["replay", "run.jsonl", "--log", "xml"])
     assert 2 == stopped.value.code
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["replay"]])
+def test_help_tells_the_exit_statuses(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--help`` of eventkit, run and replay documents the exit statuses."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    out, _ = capsys.readouterr()
+    assert "exit status:" in out
+    assert "the code's own exit status; 128+N if it was killed by signal N" in out
+    assert "2 for a usage error" in out
+
+
+def test_redis_timeout_is_positive_seconds(
+    minimal_args: dict[str, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--redis-timeout defaults to 10 s; zero or a word is a usage error."""
+    run = ["run", *minimal_args["run"]]
+    assert 10.0 == build_parser().parse_args(run).redis_timeout
+    assert (
+        2.5 == build_parser().parse_args([*run, "--redis-timeout", "2.5"]).redis_timeout
+    )
+    for bad in ("0", "soon"):
+        with pytest.raises(SystemExit) as stopped:
+            build_parser().parse_args([*run, "--redis-timeout", bad])
+        assert 2 == stopped.value.code
+    assert "--redis-timeout" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """``eventkit replay``: run a recorded stream (eventkit JSON Lines) through the chain.
 
-Failure behaviour: exit status 1 at the first invalid line (unless
-``--skip-invalid``, which reports and counts each one) or when the file
-cannot be read, 2 for flags that make no valid chain; 0 otherwise.
+Failure behaviour: exit status 2 for a file that does not exist or cannot be
+read, or flags that make no valid chain; 1 at the first invalid line (unless
+``--skip-invalid``, which reports and counts each one) or when an output
+fails; 0 otherwise, whatever the recorded runs' outcomes (the summary tells
+them).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from eventkit import sources
-from eventkit.cli.display import error_console, print_error, report
+from eventkit.cli.display import error_console, print_error
+from eventkit.cli.errors import USAGE, file_error
 from eventkit.cli.pipeline import process
 from eventkit.exceptions import DecodeError
 
@@ -30,13 +33,20 @@ def main(args: argparse.Namespace) -> int:
         invalid.append(error)
         err.print(f"[yellow]skipped[/] {args.file}: {error}", soft_wrap=True)
 
+    def explain(exc: BaseException) -> str | None:
+        if isinstance(exc, DecodeError):
+            return f"{args.file}: {exc} (use --skip-invalid to skip invalid lines)"
+        return None
+
     target: Any = sys.stdin.buffer if args.file == "-" else args.file
+    if args.file != "-":
+        # A missing input is a usage error, found before anything runs.
+        try:
+            with open(args.file, "rb"):
+                pass
+        except OSError as exc:
+            print_error(err, file_error(exc, args.file))
+            return USAGE
     source = sources.jsonl(target, on_invalid=skip if args.skip_invalid else None)
-    try:
-        runs = process(args, source, err)
-    except DecodeError as exc:
-        print_error(err, f"{args.file}: {exc}")
-        err.print("(use --skip-invalid to skip invalid lines)")
-        return 1
-    report(runs, err, as_json=args.json, invalid=len(invalid))
+    process(args, source, err, explain=explain, invalid=lambda: len(invalid))
     return 0

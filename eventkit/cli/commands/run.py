@@ -4,10 +4,17 @@ The code comes from ``-c``, a file or standard input; it runs on the local
 executor unless ``--url`` (a HOPX agent) or ``--aicomputer`` names a remote
 sandbox.
 
-Failure behaviour: the exit status is the code's own (1 if it failed without
-one, or out of the 0-255 range); 2 for invalid flags, an unreadable file or a
-malformed ``--env``; 1 when the stream closed before the run completed, a
-sandbox or output could not be reached, or no run came back.
+The exit status is the code's own, read from the events the sandbox sent
+(before the chain, so whatever ``--only`` drops): the ``result`` event's exit
+code, else the ``exit_code`` of ``completed``; 128 + N for a program killed
+by signal N, as shells say it; without an exit code, 0 if the run succeeded
+(see :mod:`eventkit.summary`), else 1.
+
+Failure behaviour: status 2 for invalid flags, a missing or unreadable file
+or a malformed ``--env``; 1, with one line saying why, when a sandbox or
+output cannot be reached, the token is refused, the stream closed before the
+run completed, or no run came back; 128 + N when signal N stopped it (130
+for Ctrl-C). The summary of what ran is printed in every case.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from eventkit import sources
-from eventkit.cli.display import error_console, print_error, report
+from eventkit.cli.display import error_console, print_error
+from eventkit.cli.errors import FAILURE, USAGE, file_error
 from eventkit.cli.pipeline import process
-from eventkit.exceptions import StreamClosedError
 
 if TYPE_CHECKING:
     import argparse
@@ -31,6 +38,8 @@ __all__ = ["main"]
 
 #: Languages guessed from a file's suffix; python for any other.
 _LANGUAGES = {"sh": "bash", "bash": "bash", "js": "javascript", "mjs": "javascript"}
+#: The highest exit status a process can have.
+_MAX_STATUS = 255
 
 
 def main(args: argparse.Namespace) -> int:
@@ -38,22 +47,19 @@ def main(args: argparse.Namespace) -> int:
     err = error_console()
     try:
         code, language = _code(args)
-        env = dict(_pair(item) for item in args.env)
-    except (OSError, ValueError) as exc:
-        print_error(err, exc)
-        return 2
+    except OSError as exc:
+        print_error(err, file_error(exc, args.file))
+        return USAGE
+    except UnicodeDecodeError as exc:
+        print_error(err, f"not UTF-8 text: {args.file} ({exc.reason})")
+        return USAGE
     try:
+        env = dict(_pair(item) for item in args.env)
         source = _sandbox(args, code, language, env)
     except ValueError as exc:
         print_error(err, exc)
-        return 2
-    try:
-        runs = process(args, source, err)
-    except StreamClosedError as exc:
-        print_error(err, exc)
-        return 1
-    report(runs, err, as_json=args.json)
-    return _status(runs)
+        return USAGE
+    return status(process(args, source, err))
 
 
 def _code(args: argparse.Namespace) -> tuple[str, str]:
@@ -96,11 +102,21 @@ def _sandbox(
     return sources.local(code, language=language, timeout=args.timeout, env=env)
 
 
-def _status(runs: list[RunSummary]) -> int:
-    """The command's exit status: the last run's own, 1 when there was none."""
+def status(runs: list[RunSummary]) -> int:
+    """The exit status of ``eventkit run``: the last run's own.
+
+    Its exit code when it has one: as is from 0 to 255, 128 + N for a death
+    by signal N (an exit code of -N), 1 for any other; without one, 0 if the
+    run succeeded, else 1 (no outcome, no run at all).
+    """
     if not runs:
-        return 1
+        return FAILURE
     last = runs[-1]
-    if last.exit_code is not None:
-        return last.exit_code if 0 <= last.exit_code < 256 else 1
-    return 0 if last.success else 1
+    exit_code = last.exit_code
+    if exit_code is not None:
+        if 0 <= exit_code <= _MAX_STATUS:
+            return exit_code
+        if -_MAX_STATUS + 128 <= exit_code < 0:
+            return 128 - exit_code
+        return FAILURE
+    return 0 if last.success else FAILURE

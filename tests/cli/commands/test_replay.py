@@ -42,7 +42,7 @@ def test_replay_reorder_restores_order(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_replay_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
     """--json: JSON Lines events on stdout, one JSON summary on stderr."""
-    assert main(["replay", str(DEMO), "--only", "stdout", "completed", "--json"]) == 0
+    assert main(["replay", str(DEMO), "--only", "stdout,completed", "--json"]) == 0
     out, err = capsys.readouterr()
     events = [jsonl.decode(line) for line in out.splitlines()]
     assert {"stdout", "completed"} == {event.type for event in events}
@@ -101,11 +101,11 @@ def test_skip_invalid_counts_and_goes_on(
     assert json.loads(err.splitlines()[-1])["invalid_lines"] == 1
 
 
-def test_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """A file that does not exist gives exit status 1 and a message."""
-    assert main(["replay", "/nonexistent/x.jsonl"]) == 1
+def test_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that does not exist: status 2 as in ``run``, and a short line."""
+    assert 2 == main(["replay", "/nonexistent/x.jsonl"])
     _, err = capsys.readouterr()
-    assert "No such file" in err
+    assert "error: no such file: /nonexistent/x.jsonl\n" == err
 
 
 def test_log_json_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,3 +116,15 @@ def test_log_json_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert [e["event"] for e in entries] == ["started", "result", "run_summary"]
     assert entries[-1]["exit_code"] == 0
     assert all(e["run"] == "demo-run-1" for e in entries)
+
+
+def test_run_without_completed_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording that stops before ``completed``: the run's notes say so."""
+    path = write(tmp_path / "cut.jsonl", [Event(type="stdout", data="a\n", run="r")])
+    assert 0 == main(["replay", str(path), "--json"])
+    _, err = capsys.readouterr()
+    (run,) = json.loads(err)["runs"]
+    assert run["success"] is None
+    assert "the stream ended before the run's completed event" == run["reason"]
