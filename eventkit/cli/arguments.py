@@ -260,10 +260,23 @@ def add_chain_flags(parser: argparse.ArgumentParser) -> None:
         help="drop these event types (comma-separated or repeated)",
     )
     chain.add_argument(
+        "--lines",
+        action="store_true",
+        help="regroup output into whole lines (an unfinished one shows after "
+        "100 ms; a line redrawn with \\r keeps its last state)",
+    )
+    chain.add_argument(
         "--buffer-bytes",
         type=int,
         metavar="N",
         help="coalesce output into chunks of at most N bytes, none older than 100 ms",
+    )
+    chain.add_argument(
+        "--cap-output",
+        type=_head_and_tail,
+        metavar="HEAD[,TAIL]",
+        help="keep the first HEAD and the last TAIL bytes of each run's stdout "
+        "and stderr (TAIL defaults to HEAD), with a truncated event between",
     )
     chain.add_argument(
         "--progress",
@@ -408,3 +421,17 @@ class _VersionAction(argparse.Action):
     ) -> None:
         print(f"eventkit {version()}")
         parser.exit()
+
+
+def _head_and_tail(text: str) -> tuple[int, int]:
+    """Read ``--cap-output HEAD[,TAIL]``: byte counts, TAIL defaulting to HEAD."""
+    head, _, tail = text.partition(",")
+    try:
+        sizes = int(head), int(tail or head)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected HEAD[,TAIL] in bytes, not {text!r}"
+        ) from None
+    if min(sizes) < 0:
+        raise argparse.ArgumentTypeError(f"sizes must be 0 or more, not {text!r}")
+    return sizes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from eventkit.events import TERMINAL_TYPES, Event, data_size
+from eventkit.events import Event, data_size
 from eventkit.operators._base import Internals
 from eventkit.operators._text import split_head
 
