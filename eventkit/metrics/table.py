@@ -194,6 +194,13 @@ METRICS: Final = (
         "Streams that ended before their run completed.",
     ),
     MetricInfo(
+        "source_reconnects_total",
+        "counter",
+        ("source",),
+        "self",
+        "Connections opened again to resume a run after a lost one.",
+    ),
+    MetricInfo(
         "server_running_executions",
         "gauge",
         (),
