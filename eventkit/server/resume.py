@@ -389,4 +389,5 @@ class Executions:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for execution in list(self._by_id.values()):
+            execution.end(1001, "the server is closing")  # cancelled unstarted
             execution._forget()
