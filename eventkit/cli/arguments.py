@@ -87,6 +87,13 @@ def _add_run(commands: _Subparsers) -> None:
     )
     run.add_argument("--token", help="bearer token for the remote sandbox")
     run.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="with --url: resume the run after a lost connection, the code "
+        "running once and no output lost or repeated (an eventkit serve "
+        "extension; other agents run as without it)",
+    )
+    run.add_argument(
         "--env",
         action="append",
         default=[],
