@@ -21,6 +21,7 @@ from rich.table import Table
 
 from bench import (
     core,
+    dashboard,
     executor,
     fanin,
     ingest,
@@ -41,6 +42,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
     "observability": (
         "metrics and logs on the core chain: added cost",
         lambda args, step: observability.measure(args.events, args.repetitions, step),
+    ),
+    "dashboard": (
+        "the live dashboard on the core chain, one browser connected: added cost",
+        lambda args, step: dashboard.measure(args.events, args.repetitions, step),
     ),
     "ingest": (
         "WebSocket ingest: eventkit's HOPX source vs a bare websockets client",

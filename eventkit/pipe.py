@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from eventkit.events import Event
     from eventkit.operators._base import Operator
     from eventkit.operators.log import Logger
+    from eventkit.sinks._base import Sink
+    from eventkit.tap import Tap
 
 __all__ = [
     "buffer_bytes",
@@ -50,6 +52,7 @@ __all__ = [
     "merge",
     "only",
     "reorder",
+    "tap",
     "track_progress",
 ]
 
@@ -72,6 +75,32 @@ def merge(
         return merged(source, *others)
 
     return apply
+
+
+def tap(sink: Sink) -> Tap:
+    """Send a copy of the events at this point of a chain to ``sink``.
+
+    ``source | pipe.reorder() | pipe.tap(sink) | pipe.only("stdout")``: the
+    sink gets every event in order, before ``only`` drops some. See
+    :func:`eventkit.tap.tap`: the sink is opened and closed with the stream,
+    gets each batch before the events go on, and a failing sink stops the
+    stream with :exc:`eventkit.SinkError`. It is not an operator: the stages
+    before it and after it run as chains of their own (it cuts fusion in
+    two, except at the start of a chain).
+
+    Example, a dashboard of the runs as the source gives them, whatever the
+    chain drops::
+
+        board = eventkit.sinks.dashboard(8080)
+        await eventkit.run(
+            source, eventkit.pipe.tap(board), eventkit.pipe.only("stderr"),
+            sink=eventkit.sinks.console(),
+        )
+    """
+    # Imported here: tapping needs the driver, loaded with the first chain.
+    from eventkit.tap import Tap
+
+    return Tap(sink)
 
 
 def only(*types: str) -> Stage:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from eventkit.events import Event
     from eventkit.operators.log import Logger
+    from eventkit.sinks._base import Sink
     from eventkit.streams import EventStream
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "merge",
     "only",
     "reorder",
+    "tap",
     "track_progress",
 ]
 
@@ -35,6 +37,11 @@ __all__ = [
 def merge(source: AsyncIterable[Event], *others: AsyncIterable[Event]) -> EventStream:
     """Merge ``source`` with ``others``; see :func:`eventkit.merge`."""
     return pipe.merge(*others)(source)
+
+
+def tap(source: AsyncIterable[Event], sink: Sink) -> EventStream:
+    """Send a copy of the events of ``source`` to ``sink``; see :func:`pipe.tap`."""
+    return pipe.tap(sink)(source)
 
 
 def only(source: AsyncIterable[Event], *types: str) -> EventStream:

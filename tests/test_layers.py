@@ -44,9 +44,13 @@ LAYERS: Final = (
             "eventkit.runner",
             "eventkit.pipe",
             "eventkit.stream",
+            "eventkit.tap",
         ),
     ),
-    ("adapters", ("eventkit.sources", "eventkit.sinks", "eventkit._redis")),
+    (
+        "adapters",
+        ("eventkit.sources", "eventkit.sinks", "eventkit._redis", "eventkit.dashboard"),
+    ),
     ("server", ("eventkit.server",)),
     ("programs", ("eventkit.cli", "eventkit.logging", "eventkit.__main__")),
 )
@@ -59,7 +63,12 @@ SANS_IO_LAYERS: Final = frozenset(
 #: Modules of upper layers that are sans-I/O too: the policies their
 #: adapters drive.
 SANS_IO_MODULES: Final = frozenset(
-    {"eventkit.sources.local.meter", "eventkit.sources.redis.leases"}
+    {
+        "eventkit.sources.local.meter",
+        "eventkit.sources.redis.leases",
+        "eventkit.dashboard.board",
+        "eventkit.dashboard.selfmetrics",
+    }
 )
 #: What sans-I/O code must never import, even indirectly.
 IO_LIBRARIES: Final = frozenset(
@@ -90,6 +99,7 @@ RUNNER: Final = (
     "eventkit.pipe",
     "eventkit.runner",
     "eventkit.stream",
+    "eventkit.tap",
 )
 
 

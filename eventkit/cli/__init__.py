@@ -14,9 +14,10 @@ The package, by module:
 
 - :mod:`~eventkit.cli.arguments`: the parser and the flag groups commands share;
 - :mod:`~eventkit.cli.commands`: one module per command (``run``, ``replay``,
-  ``worker``, ``serve``), each with ``main(args) -> int``;
+  ``worker``, ``serve``, ``top``), each with ``main(args) -> int``;
 - :mod:`~eventkit.cli.pipeline`: the chain and the outputs the flags ask for;
 - :mod:`~eventkit.cli.display`: the terminal (the live view, the summary);
+- :mod:`~eventkit.cli.dashboard`: the ``--dashboard`` flags and their wiring;
 - :mod:`~eventkit.cli.errors`: the exit statuses,
   :exc:`~eventkit.cli.errors.CommandExit` and the one-line messages of the
   failures a user can cause.
@@ -79,6 +80,8 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         from eventkit.cli.commands.worker import main as command
     elif name == "serve":
         from eventkit.cli.commands.serve import main as command
+    elif name == "top":
+        from eventkit.cli.commands.top import main as command
     else:  # pragma: no cover - argparse accepts only the commands above
         raise ValueError(f"no command {name!r}")
     return command

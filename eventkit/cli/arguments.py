@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from eventkit.cli.dashboard import add_dashboard_flags
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TypeAlias
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "add_chain_flags", "add_output_flags", "build_parser", "version"]
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = ("run", "serve", "replay", "worker")
+COMMANDS = ("run", "serve", "replay", "worker", "top")
 
 #: The exit statuses, as ``--help`` tells them (see eventkit.cli.errors).
 EXIT_STATUS = """\
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_replay(commands)
     _add_worker(commands)
+    _add_top(commands)
     return parser
 
 
@@ -105,6 +108,7 @@ def _add_run(commands: _Subparsers) -> None:
     )
     add_chain_flags(run)
     add_output_flags(run)
+    add_dashboard_flags(run, keep=True)
     run.set_defaults(command="run")
 
 
@@ -184,6 +188,7 @@ def _add_replay(commands: _Subparsers) -> None:
     )
     add_chain_flags(replay)
     add_output_flags(replay)
+    add_dashboard_flags(replay, keep=True)
     replay.set_defaults(command="replay")
 
 
@@ -238,7 +243,33 @@ def _add_worker(commands: _Subparsers) -> None:
         help="machine-readable: the stream as JSON Lines on stdout, JSON logs "
         "and a JSON summary on stderr",
     )
+    add_dashboard_flags(worker, keep=False)
     worker.set_defaults(command="worker")
+
+
+def _add_top(commands: _Subparsers) -> None:
+    top = commands.add_parser(
+        "top",
+        help="watch the runs of a dashboard (--dashboard) live in the terminal",
+        description="Show the runs of an eventkit dashboard in the terminal, "
+        "refreshing in place, like vector top: URL is the address a command "
+        "with --dashboard printed. Quit with q or Ctrl-C. When standard output "
+        "is not a terminal, prints the table once.",
+    )
+    top.add_argument("url", metavar="URL", help="the dashboard, http://HOST:PORT/")
+    top.add_argument(
+        "--token",
+        help="the dashboard's token (default: from URL's ?token=, else "
+        "$EVENTKIT_DASHBOARD_TOKEN)",
+    )
+    top.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between refreshes (default 1)",
+    )
+    top.set_defaults(command="top")
 
 
 def add_chain_flags(parser: argparse.ArgumentParser) -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 import eventkit
 from eventkit import pipe, sinks
+from eventkit.cli.dashboard import attach, dashboard_for, serving
 from eventkit.cli.display import TerminalView, print_error, report
 from eventkit.cli.errors import FAILURE, USAGE, CommandExit, CommandFailure, describe
 from eventkit.events import EventType
@@ -286,6 +287,9 @@ def process(
     except ValueError as exc:
         print_error(err, exc)
         raise CommandExit(USAGE) from None
+    dashboard = dashboard_for(args, err, _label(args))
+    if dashboard is not None:
+        source = attach(dashboard, source, stages, outputs)
     tracker = SummaryTracker()
     if publisher is None:
         tapped = Tap(source, tracker)
@@ -296,7 +300,12 @@ def process(
     stopped_by: int | None = None
     try:
         stopped_by = asyncio.run(
-            _until_signal(eventkit.run(tapped, *stages, sink=sinks.tee(*outputs)))
+            serving(
+                dashboard,
+                err,
+                _until_signal(eventkit.run(tapped, *stages, sink=sinks.tee(*outputs))),
+                keep=getattr(args, "dashboard_keep", False),
+            )
         )
     except Exception as exc:
         failure = (explain(exc) if explain is not None else None) or describe(exc, args)
@@ -333,6 +342,17 @@ def _outputs(args: argparse.Namespace, err: Console) -> list[sinks.Sink]:
     if args.pushgateway:
         outputs.append(sinks.pushgateway(args.pushgateway, "eventkit"))
     return outputs
+
+
+def _label(args: argparse.Namespace) -> str:
+    """The dashboard's name for where the runs come from."""
+    if args.command == "replay":
+        return "replay" if args.file == "-" else f"replay {args.file}"
+    if getattr(args, "url", None):
+        return "hopx"
+    if getattr(args, "aicomputer", None):
+        return "aicomputer"
+    return "local"
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

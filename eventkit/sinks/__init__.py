@@ -2,7 +2,7 @@
 
 Each sink states what happens when it fails; the default is to stop the run
 with :exc:`eventkit.SinkError` (see :class:`Sink`). The sinks that need an
-I/O library (prometheus_client, redis) load it, with their module, when
+I/O library (prometheus_client, redis, aiohttp) load it, with their module, when
 first used.
 """
 
@@ -16,6 +16,7 @@ from eventkit.sinks.jsonl import JsonlSink, jsonl
 from eventkit.sinks.tee import Tee, tee
 
 if typing.TYPE_CHECKING:
+    from eventkit.dashboard import Dashboard, dashboard
     from eventkit.sinks.prometheus import (
         PrometheusHTTP,
         Pushgateway,
@@ -28,6 +29,7 @@ __all__ = [
     "Call",
     "Collect",
     "ConsoleSink",
+    "Dashboard",
     "JsonlSink",
     "PrometheusHTTP",
     "Pushgateway",
@@ -37,6 +39,7 @@ __all__ = [
     "call",
     "collect",
     "console",
+    "dashboard",
     "jsonl",
     "prometheus_http",
     "pushgateway",
@@ -48,6 +51,8 @@ __getattr__, __dir__ = _lazy(
     __name__,
     globals(),
     {
+        "Dashboard": "eventkit.dashboard:Dashboard",
+        "dashboard": "eventkit.dashboard:dashboard",
         "PrometheusHTTP": "eventkit.sinks.prometheus:PrometheusHTTP",
         "Pushgateway": "eventkit.sinks.prometheus:Pushgateway",
         "prometheus_http": "eventkit.sinks.prometheus:prometheus_http",

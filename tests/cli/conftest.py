@@ -31,4 +31,5 @@ def minimal_args() -> dict[str, list[str]]:
         "serve": [],
         "replay": ["run.jsonl"],
         "worker": ["--redis", "redis://127.0.0.1:1", "--group", "g"],
+        "top": ["http://127.0.0.1:1/"],
     }

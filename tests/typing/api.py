@@ -26,6 +26,7 @@ from eventkit import (
     pipe,
     sinks,
     sources,
+    stream,
 )
 
 
@@ -122,6 +123,19 @@ async def scale_out(url: str) -> None:
     await eventkit.run(worker, pipe.reorder(), sink=sinks.jsonl(io.StringIO()))
     async with sinks.prometheus_http(0) as metrics:
         assert_type(metrics.url, str)
+
+
+async def watch(events: list[Event]) -> None:
+    """A dashboard fed before and after a chain; a tap anywhere in one."""
+    board = sinks.dashboard(0, token="t", keep_runs=10)
+    assert_type(board, sinks.Dashboard)
+    await board.start()
+    assert_type(board.url, str | None)
+    tapped = sources.iterate(events) | pipe.tap(board.upstream)
+    assert_type(tapped, EventStream)
+    await eventkit.run(tapped, pipe.only("stdout"), board.watch(), sink=board)
+    assert_type(stream.tap(sources.iterate(events), sinks.collect()), EventStream)
+    await board.stop()
 
 
 def read(event: Event) -> None:

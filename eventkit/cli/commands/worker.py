@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 import eventkit
 from eventkit import pipe, sinks, sources
+from eventkit.cli.dashboard import attach, dashboard_for, serving
 from eventkit.cli.display import error_console, print_error
 from eventkit.cli.pipeline import build_chain
 from eventkit.exceptions import SinkError
@@ -86,6 +87,8 @@ def main(args: argparse.Namespace) -> int:
         outputs.append(sinks.prometheus_http(args.metrics_port))
     if args.pushgateway:
         outputs.append(sinks.pushgateway(args.pushgateway, "eventkit_worker"))
+    dashboard = dashboard_for(args, err, f"redis {args.stream}")
+    fed = source if dashboard is None else attach(dashboard, source, stages, outputs)
 
     async def work() -> None:
         loop = asyncio.get_running_loop()
@@ -104,13 +107,13 @@ def main(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
         try:
-            await eventkit.run(source, *stages, sink=sinks.tee(*outputs))
+            await eventkit.run(fed, *stages, sink=sinks.tee(*outputs))
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
 
     try:
-        asyncio.run(work())
+        asyncio.run(serving(dashboard, err, work()))
     except asyncio.CancelledError:
         err.print("[yellow]stopped at once:[/] unacknowledged runs go to others")
         return 130
