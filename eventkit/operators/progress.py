@@ -11,7 +11,7 @@ from eventkit.operators._base import Internals, Stateless
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["TrackProgress"]
+__all__ = ["Progress", "TrackProgress", "parse_progress"]
 
 _PROGRESS_TYPE: Final = str(EventType.PROGRESS)
 # Plain str sets: membership tests then compare exact strings, the fast path.
@@ -35,16 +35,17 @@ _PROGRESS_RE: Final = re.compile(
     r"(?![\w/]|\.[\w/])"
 )
 
-_Parsed = tuple[float | None, int | None, int | None]
+#: ``(percent, current, total)``, each None until a report said it.
+Progress = tuple[float | None, int | None, int | None]
 
 
-#: Data longer than this is searched from its tail first (see :func:`_parse`).
+#: Data longer than this is searched from its tail first (see :func:`parse_progress`).
 _TAIL: Final = 100
 #: ASCII characters a report can be made of: digits, spaces, ``.%/()``.
 _REPORT_CHARS: Final = frozenset("0123456789 \t\n\r\f\v.%/()")
 
 
-def _parse(data: str, last: _Parsed) -> _Parsed:
+def parse_progress(data: str, last: Progress) -> Progress:
     """Return ``(percent, current, total)`` after the last report in ``data``.
 
     Only the last valid report counts, so a long chunk of output is searched
@@ -85,9 +86,9 @@ def _boundary(data: str, near: int) -> int:
     return 0
 
 
-def _last_report(data: str, start: int, last: _Parsed) -> _Parsed | None:
+def _last_report(data: str, start: int, last: Progress) -> Progress | None:
     """Return the last valid report in ``data`` from ``start``, or None."""
-    found: _Parsed | None = None
+    found: Progress | None = None
     # Invalid matches (a percent over 100, a fraction over its total) are
     # skipped as false positives.
     for match in _PROGRESS_RE.finditer(data, start):
@@ -126,7 +127,7 @@ class _RunState:
         self.events = 0
         self.bytes = 0
         self.first_timestamp = first.timestamp
-        self.parsed: _Parsed = (None, None, None)
+        self.parsed: Progress = (None, None, None)
         # True while a change of ``parsed`` has not been reported yet.
         self.changed = False
         # Event time of the last report, None before the first.
@@ -225,7 +226,7 @@ class TrackProgress(Stateless):
                 # Cheap pre-check: most output holds neither character, and the
                 # regular expression costs far more than two substring searches.
                 if "%" in data or "/" in data:
-                    parsed = _parse(data, state.parsed)
+                    parsed = parse_progress(data, state.parsed)
                     if parsed != state.parsed:
                         state.parsed = parsed
                         state.changed = True

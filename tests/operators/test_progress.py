@@ -446,4 +446,6 @@ def test_long_output_parses_as_a_whole_search_would(
     """Searching a long chunk from its tail first finds what a whole search finds."""
     data = "".join(pieces)
     whole = progress_module._last_report(data, 0, last)
-    assert (last if whole is None else whole) == progress_module._parse(data, last)
+    assert (last if whole is None else whole) == progress_module.parse_progress(
+        data, last
+    )
