@@ -47,11 +47,11 @@ no longer held, ``first_available`` the first it still has) into one
 ``gap`` event whose range is exactly the events those frames would have
 made; the events after it are numbered as if they had come.
 
-``timestamp`` strings are read as ISO 8601 (RFC 3339, ``Z`` or an offset, any number of fractional digits, to
-the microsecond: an RFC 3339 one rounded, another form cut); the
-event's timestamp is the local receive time when a frame has none, and also
-when it has one that cannot be read, which is then kept in
-``attrs["timestamp"]``.
+``timestamp`` strings are read as ISO 8601 (RFC 3339, ``Z`` or an offset,
+any number of fractional digits, to the microsecond: an RFC 3339 one
+rounded, another form cut); the event's timestamp is the local receive time
+when a frame has none, and also when it has one that cannot be read, which
+is then kept in ``attrs["timestamp"]``.
 
 How events map onto the wire when encoding:
 

@@ -17,9 +17,10 @@ neither lost nor repeated, and frames the server no longer held show as a
 
 Failure behaviour: status 2 for invalid flags (``--reconnect`` without
 ``--url``), a missing or unreadable file or a malformed ``--env``; 1, with
-one line saying why, when a sandbox or output cannot be reached, the token is refused, the stream closed before the
-run completed, or no run came back; 128 + N when signal N stopped it (130
-for Ctrl-C). The summary of what ran is printed in every case.
+one line saying why, when a sandbox or output cannot be reached, the token
+is refused, the stream closed before the run completed, or no run came back;
+128 + N when signal N stopped it (130 for Ctrl-C). The summary of what ran
+is printed in every case.
 """
 
 from __future__ import annotations
