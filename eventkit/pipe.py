@@ -339,12 +339,11 @@ def log_events(
 
     - ``"events"``: one entry per selected event (see
       :class:`~eventkit.operators.log.LogEvents`);
-    - ``"summary"``: the lifecycle events (``started``, ``result``,
-      ``error``, ``resource_limit``, unless ``types`` says otherwise) and one
-      ``run_summary`` entry per run when it ends, in place of ``completed``:
-      duration, exit code, success, events and bytes per type, gaps, limits
-      hit (see :class:`~eventkit.operators.log.LogSummaries`). What the CLI
-      logs.
+    - ``"summary"``: ``started``, ``error`` and ``resource_limit`` events
+      (unless ``types`` says otherwise) and one ``run_summary`` entry per
+      run when it ends, in place of ``result`` and ``completed``: duration,
+      exit code, success, events and bytes per type, gaps, limits hit (see
+      :class:`~eventkit.operators.log.LogSummaries`). What the CLI logs.
 
     A JSON log line costs microseconds: on busy streams log summaries, or
     sample with ``every``. Never configures structlog.
@@ -357,7 +356,7 @@ def log_events(
     Args:
         logger: Default: ``structlog.get_logger("eventkit")``.
         types: Event types to log; None logs all (``"events"``) or the
-            lifecycle types but ``completed`` (``"summary"``).
+            lifecycle types but ``result`` and ``completed`` (``"summary"``).
         level: Level name for every entry instead of the per-type default.
         every: Log one in ``every`` selected events of each type; lifecycle
             events are always logged.
