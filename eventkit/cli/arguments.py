@@ -106,6 +106,11 @@ def _add_run(commands: _Subparsers) -> None:
     run.add_argument(
         "--timeout", type=float, default=60.0, metavar="S", help="seconds (default 60)"
     )
+    run.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run the local code in a bubblewrap sandbox (see docs/security.md)",
+    )
     add_chain_flags(run)
     add_output_flags(run)
     add_dashboard_flags(run, keep=True)

@@ -108,7 +108,13 @@ def _sandbox(
         return sources.aicomputer(
             args.aicomputer, code, token=args.token, timeout=args.timeout, env=env
         )
-    return sources.local(code, language=language, timeout=args.timeout, env=env)
+    return sources.local(
+        code,
+        language=language,
+        timeout=args.timeout,
+        env=env,
+        isolation="bwrap" if args.isolate else "none",
+    )
 
 
 def status(runs: list[RunSummary]) -> int:

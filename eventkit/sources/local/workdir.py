@@ -13,10 +13,10 @@ the event loop can no longer run a thread (interpreter exit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
-from pathlib import Path
 
 __all__ = ["make_workdir", "remove_workdir", "write_code"]
 
@@ -39,8 +39,18 @@ def make_workdir(workdir: str | os.PathLike[str] | None) -> str:
 
 
 def write_code(workdir: str, filename: str, code: str) -> None:
-    """Write the program text into the working directory, as UTF-8."""
-    Path(workdir, filename).write_text(code, encoding="utf-8")
+    """Write the program text into the working directory, as UTF-8.
+
+    The file is made anew: whatever had its name (a file, or a link an
+    earlier run of other people's code left there, pointing anywhere) is
+    removed first, and a link made meanwhile is refused, never followed.
+    """
+    path = os.path.join(workdir, filename)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with open(fd, "w", encoding="utf-8") as file:
+        file.write(code)
 
 
 async def remove_workdir(path: str) -> None:

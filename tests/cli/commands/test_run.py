@@ -17,6 +17,7 @@ from eventkit.cli.commands.run import status
 from eventkit.protocol import jsonl
 from eventkit.server import LocalSandboxServer
 from eventkit.summary import RunSummary
+from tests.sources.local.runs import needs_bwrap
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -274,3 +275,47 @@ def test_sigterm_stops_the_run_with_its_summary(tmp_path: Path) -> None:
     assert "interrupted by SIGTERM" in err
     assert "incomplete" in err
     assert not marker.exists()
+
+
+@needs_bwrap
+def test_isolate_runs_the_code_in_a_sandbox(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--isolate: the code sees only its own processes."""
+    code = (
+        "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    )
+    assert 0 == main(["run", "-c", code, "--isolate", "--json"])
+    out, _ = capsys.readouterr()
+    events = [jsonl.decode(line) for line in out.splitlines()]
+    assert "[1, 2]\n" == "".join(e.data for e in events if e.type == "stdout")
+
+
+async def test_ctrl_c_lets_the_program_finish(tmp_path: Path) -> None:
+    """Ctrl-C on eventkit run: the program gets SIGINT and its finally block runs."""
+    flag = tmp_path / "flag"
+    code = (
+        "import time\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "finally:\n"
+        f"    open({str(flag)!r}, 'w').write('finally ran')\n"
+    )
+    command = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "eventkit",
+        "run",
+        "-c",
+        code,
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert command.stdout is not None
+    async with asyncio.timeout(20):
+        while b'"stdout"' not in await command.stdout.readline():
+            pass
+        command.send_signal(signal.SIGINT)
+        await command.communicate()
+    assert "finally ran" == flag.read_text()

@@ -7,7 +7,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Final
 
+import pytest
+
 from eventkit.events import OUTPUT_TYPES
+from eventkit.sources.local import cgroup, isolation
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -19,6 +22,10 @@ __all__ = [
     "GONE_WITHIN",
     "gone",
     "is_zombie",
+    "needs_bwrap",
+    "needs_memory_cgroup",
+    "needs_pids_cgroup",
+    "needs_root",
     "output",
     "pid_of",
     "read",
@@ -29,6 +36,20 @@ __all__ = [
 
 #: How long a killed process may take to disappear (or turn zombie) at most.
 GONE_WITHIN: Final = 2.0
+
+#: Tests that need a bubblewrap sandbox to start on this machine.
+needs_bwrap: Final = pytest.mark.skipif(
+    not isolation.probe().bwrap, reason=f"no sandbox: {isolation.probe().reason}"
+)
+#: Tests that need run groups with a memory or pids controller.
+needs_memory_cgroup: Final = pytest.mark.skipif(
+    "memory" not in cgroup.available(), reason="no writable memory cgroup here"
+)
+needs_pids_cgroup: Final = pytest.mark.skipif(
+    "pids" not in cgroup.available(), reason="no writable pids cgroup here"
+)
+#: Tests of what running as root changes.
+needs_root: Final = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 async def read(stream: EventStream) -> list[Event]:

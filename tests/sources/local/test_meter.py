@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import signal
+from typing import Final
 
 import pytest
 
-from eventkit.sources.local.meter import MEMORY_MARKERS, MEMORY_SIGNALS, OutputMeter
+from eventkit.sources.local.meter import LAST_WORDS, MEMORY_SIGNALS, OutputMeter
 
 # --- decoding ---------------------------------------------------------------------
 
@@ -106,46 +107,98 @@ def test_zero_cap() -> None:
 # --- the memory heuristic ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("marker", MEMORY_MARKERS)
-def test_memory_markers_in_stderr(marker: str) -> None:
-    """Each marker in stderr, with a failing exit, means the memory cap was hit."""
+#: What runtimes write as they die out of memory, with their exit codes.
+DYING_WORDS: Final = [
+    ("Traceback (most recent call last):\n  ...\nMemoryError\n", 1),
+    ("Traceback (most recent call last):\n  ...\nMemoryError: no room\n", 1),
+    ("main.sh: line 3: xrealloc: cannot allocate 97857536 bytes\n", 2),
+    ("bash: xrealloc: ../bash/subst.c:11: cannot allocate 1048576 bytes\n", 1),
+    ("bash: xmalloc: cannot allocate 64 bytes (0 bytes allocated)\n", 2),
+    ("OSError: [Errno 12] Cannot allocate memory\n", 1),
+    ("FATAL ERROR: Reached heap limit JavaScript heap out of memory\n", 134),
+    (
+        "terminate called after throwing an instance of 'std::bad_alloc'\n"
+        "  what():  std::bad_alloc\n",
+        3,
+    ),
+]
+
+
+def test_every_pattern_has_an_example() -> None:
+    """Each pattern of LAST_WORDS matches one of the dying words tested here."""
+    for pattern, _ in LAST_WORDS:
+        lines = [line for words, _ in DYING_WORDS for line in words.splitlines()]
+        assert any(pattern.search(line) for line in lines), pattern
+
+
+@pytest.mark.parametrize(("words", "exit_code"), DYING_WORDS)
+def test_last_words_of_memory_exhaustion(words: str, exit_code: int) -> None:
+    """A runtime's dying words about memory, with its exit code: the cap was hit."""
     meter = OutputMeter(watch_memory=True)
-    meter.feed("stderr", f"Traceback...\n{marker}\n".encode())
-    assert meter.memory_marker_seen
+    meter.feed("stderr", words.encode())
+    assert meter.ran_out_of_memory(exit_code)
+
+
+def test_memory_error_with_another_exit_code_is_not_memory() -> None:
+    """Python's MemoryError comes with exit code 1: with 3, it is only text."""
+    meter = OutputMeter(watch_memory=True)
+    meter.feed("stderr", b"MemoryError\n")
+    assert not meter.ran_out_of_memory(3)
     assert meter.ran_out_of_memory(1)
 
 
-def test_memory_marker_split_across_reads() -> None:
-    """A marker that two reads split is still found."""
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "warning: MemoryError seen in the logs\n",
+        "Traceback (most recent call last):\nValueError: MemoryError\n",
+        "MemoryError\nbut then\nsomething\nelse failed\n",
+        "retrying after: out of memory\n" + "line\n" * 5,
+    ],
+)
+def test_memory_words_the_program_printed_are_not_memory(printed: str) -> None:
+    """A marker in the middle of stderr, or quoted in another error, is only text."""
     meter = OutputMeter(watch_memory=True)
-    meter.feed("stderr", b"x" * 1000 + b"Memory")
+    meter.feed("stderr", printed.encode())
     assert not meter.ran_out_of_memory(1)
-    meter.feed("stderr", b"Error\n")
-    assert meter.memory_marker_seen
 
 
-def test_memory_marker_split_inside_a_character() -> None:
-    """A read that splits a character before a marker does not hide the marker."""
+def test_last_words_split_across_reads() -> None:
+    """Dying words that two reads split are still found."""
     meter = OutputMeter(watch_memory=True)
-    meter.feed("stderr", "\u20acbad_al".encode()[:2])
-    meter.feed("stderr", "\u20acbad_al".encode()[2:])
-    meter.feed("stderr", b"loc")
-    assert meter.memory_marker_seen
+    meter.feed("stderr", b"x" * 10_000 + b"\nMemory")
+    assert not meter.ran_out_of_memory(0)
+    meter.feed("stderr", b"Error\n")
+    assert meter.ran_out_of_memory(1)
 
 
-def test_memory_marker_in_stdout_does_not_count() -> None:
+def test_last_words_split_inside_a_character() -> None:
+    """A read that splits a character before the words does not hide them."""
+    meter = OutputMeter(watch_memory=True)
+    words = "\u20ac\nstd::bad_alloc\n".encode()
+    meter.feed("stderr", words[:2])
+    meter.feed("stderr", words[2:])
+    assert meter.ran_out_of_memory(1)
+
+
+def test_last_words_are_the_last_lines() -> None:
+    """The last few lines of stderr that are not blank are the program's last words."""
+    meter = OutputMeter(watch_memory=True)
+    meter.feed("stderr", b"a\nb\n\n  \nc\nd\n\n")
+    assert ["b", "c", "d"] == meter.last_words()
+
+
+def test_memory_words_in_stdout_do_not_count() -> None:
     """Only stderr is searched."""
     meter = OutputMeter(watch_memory=True)
-    meter.feed("stdout", b"MemoryError")
-    assert not meter.memory_marker_seen
+    meter.feed("stdout", b"MemoryError\n")
     assert not meter.ran_out_of_memory(1)
 
 
 def test_memory_is_not_watched_without_a_cap() -> None:
-    """Without watch_memory, no marker or signal means memory."""
+    """Without watch_memory, no words or signal mean memory."""
     meter = OutputMeter()
     meter.feed("stderr", b"MemoryError\n")
-    assert not meter.memory_marker_seen
     assert not meter.ran_out_of_memory(1)
     assert not meter.ran_out_of_memory(-signal.SIGKILL)
 
@@ -158,13 +211,19 @@ def test_memory_signals(exit_code: int) -> None:
 
 @pytest.mark.parametrize("exit_code", [1, 2, -signal.SIGTERM, -signal.SIGINT])
 def test_other_failures_are_not_memory(exit_code: int) -> None:
-    """Other exit codes and signals, without a marker, are no memory limit."""
+    """Other exit codes and signals, without dying words, are no memory limit."""
     assert not OutputMeter(watch_memory=True).ran_out_of_memory(exit_code)
 
 
-def test_success_is_never_memory() -> None:
-    """A run that exits with 0 did not hit its memory cap, markers or not."""
+def test_signal_with_memory_words_is_judged_by_the_signal() -> None:
+    """A death by SIGINT is no memory limit, whatever stderr says."""
     meter = OutputMeter(watch_memory=True)
-    meter.feed("stderr", b"MemoryError")
-    assert meter.memory_marker_seen
+    meter.feed("stderr", b"MemoryError\n")
+    assert not meter.ran_out_of_memory(-signal.SIGINT)
+
+
+def test_success_is_never_memory() -> None:
+    """A run that exits with 0 did not hit its memory cap, whatever it printed."""
+    meter = OutputMeter(watch_memory=True)
+    meter.feed("stderr", b"MemoryError\n")
     assert not meter.ran_out_of_memory(0)

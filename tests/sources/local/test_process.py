@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import os
 import resource
 import shutil
@@ -49,7 +49,7 @@ async def test_exit_kills_what_the_process_left_running() -> None:
 
 
 async def test_pipes_held_from_outside_the_group_are_given_up() -> None:
-    """A process that left the group cannot keep the run open for long."""
+    """A process that left the group cannot keep the run open; it dies at the end."""
     code = (
         "import subprocess\n"
         "child = subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
@@ -63,8 +63,11 @@ async def test_pipes_held_from_outside_the_group_are_given_up() -> None:
         kinds = [kind for kind in types(events) if kind != "stdout"]
         assert kinds == ["started", "result", "completed"]
         assert events[-1].attrs["success"] is True
+        # It held the run's pipes: found in /proc and killed with the run.
+        assert await gone(escaped)
     finally:
-        os.kill(escaped, 9)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(escaped, 9)
 
 
 async def test_pipes_held_from_outside_are_read_while_they_speak(
@@ -93,8 +96,10 @@ async def test_pipes_held_from_outside_are_read_while_they_speak(
     try:
         assert [line for line in lines if not line.startswith("pid ")] == list("12345")
         assert events[-1].attrs["success"] is True
+        assert await gone(pid)
     finally:
-        os.kill(pid, 9)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
 
 
 async def test_closed_pipes_do_not_end_the_run() -> None:
@@ -134,10 +139,51 @@ def test_memory_cap_is_kept_under_the_hard_limit(
 ) -> None:
     """A cap above the hard limit is lowered to it: raising it would fail."""
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1 << 20, 1 << 30))
-    preexec = process.limit_memory(1 << 40)
-    assert isinstance(preexec, functools.partial)
-    assert preexec.args == (resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    assert (resource.RLIMIT_AS, (1 << 30, 1 << 30)) == process.memory_rlimit(1 << 40)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (-1, resource.RLIM_INFINITY))
-    preexec = process.limit_memory(1 << 40)
-    assert isinstance(preexec, functools.partial)
-    assert preexec.args == (resource.RLIMIT_AS, (1 << 40, 1 << 40))
+    assert (resource.RLIMIT_AS, (1 << 40, 1 << 40)) == process.memory_rlimit(1 << 40)
+
+
+def test_process_cap_is_kept_under_the_hard_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RLIMIT_NPROC too is lowered to the hard limit."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (10, 100))
+    assert (resource.RLIMIT_NPROC, (100, 100)) == process.process_rlimit(1000)
+    assert (resource.RLIMIT_NPROC, (50, 50)) == process.process_rlimit(50)
+
+
+# --- when output is handed over: whole lines at once, partial lines a moment later ---
+
+
+async def test_whole_lines_go_at_once_the_line_being_written_waits() -> None:
+    """Whole lines are taken at once; the end of the newest read waits for its rest."""
+    child = process.ChildProcess(asyncio.get_running_loop())
+    child.pipe_data_received(1, b"one\ntw")
+    assert (1, b"one\n") == child.take()
+    assert child.take() is None
+    child.pipe_data_received(1, b"o\n")
+    assert (1, b"two\n") == child.take()
+    assert child.take() is None
+
+
+async def test_a_partial_line_goes_after_a_moment() -> None:
+    """A line that does not end soon is handed over without its newline."""
+    child = process.ChildProcess(asyncio.get_running_loop())
+    child.pipe_data_received(1, b"Password: ")
+    assert child.take() is None
+    await child.changed()  # the timer wakes the consumer
+    assert (1, b"Password: ") == child.take()
+
+
+async def test_later_output_releases_a_partial_line() -> None:
+    """Output of the other pipe, or a pipe's end, hands a partial line over first."""
+    child = process.ChildProcess(asyncio.get_running_loop())
+    child.pipe_data_received(1, b"progress 10%")
+    child.pipe_data_received(2, b"warning\n")
+    assert (1, b"progress 10%") == child.take()
+    assert (2, b"warning\n") == child.take()
+    child.pipe_data_received(1, b"last words")
+    child.pipe_connection_lost(1, None)
+    assert (1, b"last words") == child.take()
+    assert (1, None) == child.take()

@@ -6,8 +6,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from eventkit.sources.local import local
-from eventkit.sources.local.workdir import remove_workdir
-from tests.sources.local.runs import output, read, run_dirs
+from eventkit.sources.local.workdir import remove_workdir, write_code
+from tests.sources.local.runs import needs_bwrap, output, read, run_dirs
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,3 +43,31 @@ async def test_remove_after_the_executor_shut_down(tmp_path: Path) -> None:
     await asyncio.get_running_loop().shutdown_default_executor()
     await remove_workdir(str(doomed))
     assert not doomed.exists()
+
+
+def test_code_file_replaces_a_link_never_follows_it(tmp_path: Path) -> None:
+    """A link left where the code file goes is replaced; its target is untouched."""
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "main.py").symlink_to(target)
+    write_code(str(workdir), "main.py", "print(1)\n")
+    assert "keep me" == target.read_text()
+    assert not (workdir / "main.py").is_symlink()
+    assert "print(1)\n" == (workdir / "main.py").read_text()
+
+
+@needs_bwrap
+async def test_sandboxed_code_cannot_aim_the_next_write(tmp_path: Path) -> None:
+    """Code that links its code file elsewhere cannot make the next run write there."""
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    target.chmod(0o666)  # writable by the sandbox's uid, were it visible
+    workdir = tmp_path / "run"
+    code = f"import os\nos.remove('main.py')\nos.symlink({str(target)!r}, 'main.py')\n"
+    first = await read(local(code, workdir=workdir, isolation="bwrap"))
+    assert first[-1].attrs["success"] is True
+    second = await read(local("print(2)", workdir=workdir, isolation="bwrap"))
+    assert "2\n" == output(second)
+    assert "keep me" == target.read_text()
