@@ -52,6 +52,7 @@ _SERVER: Final = (
     "from eventkit.server import serve\n"
     "try:\n"
     "    asyncio.run(serve('127.0.0.1', 0, max_concurrent=32, max_queue=64,"
+    " max_output_bytes=None,"
     " on_ready=lambda url: print(url, flush=True)))\n"
     "except KeyboardInterrupt:\n"
     "    pass\n"

@@ -121,25 +121,40 @@ class ServerStats:
             The local server counts ``busy`` (429, or an error frame and close
             1013), ``unauthorized`` (401), ``invalid`` (400, 413, an execute
             message refused with close 1008 or 1009), ``sandbox_limit`` (429
-            at ``max_sandboxes``) and ``forbidden`` (403, a ``Host`` it does
-            not serve).
+            at ``max_sandboxes`` or ``max_sandboxes_per_key``) and
+            ``forbidden`` (403, a ``Host`` it does not serve).
+        aborts: What the server ended on its own, by reason, bounded the
+            same way: the local server counts ``send_timeout`` (a client
+            that stopped reading: its connection dropped, its run killed),
+            ``body_timeout`` (a request body not received in time: 408) and
+            ``sandbox_expired`` (a sandbox deleted, idle past its time to
+            live or past its own timeout).
     """
 
-    __slots__ = ("_tracked", "executions", "queued", "refusals", "running")
+    __slots__ = (
+        "_tracked",
+        "aborts",
+        "executions",
+        "queued",
+        "refusals",
+        "running",
+    )
 
     def __init__(self) -> None:
         self.running = 0
         self.queued = 0
         self.executions = 0
         self.refusals: dict[str, int] = {}
+        self.aborts: dict[str, int] = {}
         self._tracked: list[Admissions] = []
 
     def refuse(self, reason: str) -> None:
         """Count one refused request under ``reason``."""
-        refusals = self.refusals
-        if reason not in refusals and len(refusals) >= MAX_LABEL_VALUES:
-            reason = "other"
-        refusals[reason] = refusals.get(reason, 0) + 1
+        _count(self.refusals, reason)
+
+    def abort(self, reason: str) -> None:
+        """Count one connection or sandbox the server ended, under ``reason``."""
+        _count(self.aborts, reason)
 
     def track(self, admissions: Admissions) -> None:
         """Read ``admissions.running`` and ``.waiting`` into the gauges from now on.
@@ -160,6 +175,13 @@ class ServerStats:
             running += admissions.running
             queued += admissions.waiting
         return running, queued
+
+
+def _count(counts: dict[str, int], reason: str) -> None:
+    """Add one to ``counts[reason]``; past the bound, new reasons are "other"."""
+    if reason not in counts and len(counts) >= MAX_LABEL_VALUES:
+        reason = "other"
+    counts[reason] = counts.get(reason, 0) + 1
 
 
 # Made on first use, so that a process without sources or a server exposes

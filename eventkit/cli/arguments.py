@@ -127,10 +127,19 @@ def _add_serve(commands: _Subparsers) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=7777, help="default 7777")
-    serve.add_argument(
+    key = serve.add_mutually_exclusive_group()
+    key.add_argument(
         "--api-key",
+        metavar="KEY",
         help="the only key (and /dev/token tokens) accepted; required for any "
-        "address but loopback",
+        "address but loopback. Visible to other users in ps: prefer "
+        "--api-key-file or EVENTKIT_API_KEY",
+    )
+    key.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="read the API key from PATH (its first line); EVENTKIT_API_KEY in "
+        "the environment is used when neither is given",
     )
     serve.add_argument(
         "--max-concurrent",
@@ -163,9 +172,64 @@ def _add_serve(commands: _Subparsers) -> None:
     serve.add_argument(
         "--max-output-bytes",
         type=int,
+        default=64 << 20,
         metavar="B",
-        help="cap on one execution's output (default: none)",
+        help="cap on one execution's output, stdout and stderr together "
+        "(default 64 MiB); the non-streaming execute answers hold at most this",
     )
+    serve.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=32 << 20,
+        metavar="B",
+        help="the largest file the files API reads or writes (default 32 MiB)",
+    )
+    serve.add_argument(
+        "--max-sandboxes",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="sandboxes alive at once (default 1024)",
+    )
+    serve.add_argument(
+        "--max-sandboxes-per-key",
+        type=int,
+        default=256,
+        metavar="N",
+        help="sandboxes alive at once for one API key or issued token (default 256)",
+    )
+    serve.add_argument(
+        "--sandbox-ttl",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="seconds a sandbox may stay idle before it is deleted (default 3600)",
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a send may wait for a client that does not read before "
+        "its connection is dropped and its execution killed (default 30)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a connection may stay without a whole request, idle or "
+        "still sending its headers (default 30)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a request body may take to arrive (default 30)",
+    )
+    # Isolation flags (--isolation, --no-network, --max-memory-bytes,
+    # --interrupt-grace) go here, with the local executor's options.
     serve.add_argument(
         "--metrics-port",
         type=int,

@@ -251,6 +251,8 @@ class EventMetricsCollector(Collector):
             counters["server_executions_total", ()] = server.executions
             for reason, count in dict(server.refusals).items():
                 counters["server_refusals_total", (reason,)] = count
+            for reason, count in dict(server.aborts).items():
+                counters["server_aborts_total", (reason,)] = count
         return counters, gauges
 
     def _run_families(

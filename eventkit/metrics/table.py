@@ -229,6 +229,13 @@ METRICS: Final = (
         "Requests the local server refused, by reason.",
     ),
     MetricInfo(
+        "server_aborts_total",
+        "counter",
+        ("reason",),
+        "self",
+        "Connections and sandboxes the local server ended on its own, by reason.",
+    ),
+    MetricInfo(
         "run_events_total",
         "counter",
         ("run",),

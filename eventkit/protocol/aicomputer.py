@@ -42,42 +42,47 @@ __all__ = ["CHUNK_CHARS", "AiComputerDecoder", "AiComputerEncoder"]
 CHUNK_CHARS: Final = 16 * 1024
 
 _encode: Final = msgspec.json.encode
-_COMPLETED: Final = b'{"type":"completed","data":""}\n'
 
 
 class AiComputerDecoder(RunLineDecoder):
     """Decodes AI Computer's ``execute/stream`` body into one run's events.
 
-    Follows ``ai-computer-client`` 0.3.4 (``submodules/code.py``
-    ``execute_stream``), line by line:
+     Follows ``ai-computer-client`` 0.3.4 (``submodules/code.py``
+     ``execute_stream``), line by line:
 
-    1. Surrounding ASCII whitespace is stripped; empty lines are skipped.
-    2. A line that starts with ``{`` and ends with ``}`` is a JSON object and
-       gives an event of type ``obj.get("type", "info")`` and data
-       ``obj.get("data", "")``. A ``data`` that is not a string is converted
-       with :class:`str` (what printing it would show).
-    3. Any other line gives a ``stdout`` event with the stripped text.
-    4. ``completed`` ends the run: later lines are ignored and counted in
-       :attr:`ignored`, and :attr:`done` is set. ``error`` does not end it.
+     1. Surrounding ASCII whitespace is stripped; empty lines are skipped.
+     2. A line that starts with ``{`` and ends with ``}`` is a JSON object and
+        gives an event of type ``obj.get("type", "info")`` and data
+        ``obj.get("data", "")``. A ``data`` that is not a string is converted
+        with :class:`str` (what printing it would show).
+    A ``completed`` line may carry eventkit's extension (its own server
+    writes it, see :class:`AiComputerEncoder`): an integer ``exit_code``
+    gives a ``result`` event with it just before ``completed``, and a
+    boolean ``success`` goes to ``completed``'s attrs; values of other
+    types are dropped. Without them ``completed`` carries neither, as the
+    wire says nothing of the outcome.
+     3. Any other line gives a ``stdout`` event with the stripped text.
+     4. ``completed`` ends the run: later lines are ignored and counted in
+        :attr:`ignored`, and :attr:`done` is set. ``error`` does not end it.
 
-    Differences from 0.3.4, all deliberate:
+     Differences from 0.3.4, all deliberate:
 
-    * Keys other than ``type`` and ``data`` are kept in ``attrs``; 0.3.4
-      drops them. A wire ``timestamp`` lands in ``attrs["timestamp"]``, not in
-      :attr:`Event.timestamp <eventkit.events.Event.timestamp>`, and a wire
-      ``sequence`` in ``attrs["server_sequence"]``.
-    * A line 0.3.4 cannot parse (bad JSON, bad UTF-8) makes it yield an
-      ``error`` and stop; here it gives an ``error`` event with
-      ``attrs["code"] == "invalid_line"`` and decoding goes on. A ``type``
-      that is not a string is such an invalid line too (0.3.4 passes it on).
-    * Events are numbered from 0 in the order received and timestamped with
-      the local receive time (the wire carries neither: both are local), and
-      the run gets a synthetic ``started`` event from :meth:`start`.
+     * Keys other than ``type`` and ``data`` are kept in ``attrs``; 0.3.4
+       drops them. A wire ``timestamp`` lands in ``attrs["timestamp"]``, not in
+       :attr:`Event.timestamp <eventkit.events.Event.timestamp>`, and a wire
+       ``sequence`` in ``attrs["server_sequence"]``.
+     * A line 0.3.4 cannot parse (bad JSON, bad UTF-8) makes it yield an
+       ``error`` and stop; here it gives an ``error`` event with
+       ``attrs["code"] == "invalid_line"`` and decoding goes on. A ``type``
+       that is not a string is such an invalid line too (0.3.4 passes it on).
+     * Events are numbered from 0 in the order received and timestamped with
+       the local receive time (the wire carries neither: both are local), and
+       the run gets a synthetic ``started`` event from :meth:`start`.
 
-    Args:
-        run: The run id; a fresh one when None.
-        clock: The local wall clock, Unix seconds.
-        max_line: The longest line accepted, in bytes.
+     Args:
+         run: The run id; a fresh one when None.
+         clock: The local wall clock, Unix seconds.
+         max_line: The longest line accepted, in bytes.
     """
 
     __slots__ = ()
@@ -102,8 +107,23 @@ class AiComputerDecoder(RunLineDecoder):
         if not isinstance(type_, str):
             return self._invalid(line, f"type is not a string: {type_!r}")
         data = as_text(obj.get("data", ""))
+        if type_ == "completed":
+            return self._completed(obj, data)
         attrs = extra_attrs(obj, ("type", "data"))
         return [self._events.make(type_, data, attrs=attrs)]
+
+    def _completed(self, obj: dict[str, Any], data: str) -> list[Event]:
+        """Return ``completed``, after a ``result`` when the line has an exit code."""
+        attrs = dict(extra_attrs(obj, ("type", "data", "exit_code", "success")))
+        events: list[Event] = []
+        exit_code = obj.get("exit_code")
+        if isinstance(exit_code, int) and not isinstance(exit_code, bool):
+            events.append(self._events.make("result", attrs={"exit_code": exit_code}))
+        success = obj.get("success")
+        if isinstance(success, bool):
+            attrs["success"] = success
+        events.append(self._events.make("completed", data, attrs=attrs))
+        return events
 
 
 def _chunks(data: str, size: int) -> list[str]:
@@ -116,10 +136,16 @@ class AiComputerEncoder:
     """Writes one local run's events as AI Computer ``execute/stream`` lines.
 
     The lines keep to what every published client reads (``protocols.md``
-    §3.3): only ``type`` and ``data``, string values, an ``error`` only as
-    the last event before ``completed``, and always ``{"type": "completed",
-    "data": ""}`` at the end. Output is split at :data:`CHUNK_CHARS`
+    §3.3): ``type`` and ``data``, string values, an ``error`` only as the
+    last event before ``completed``, and always a ``completed`` line with
+    ``"data": ""`` at the end. Output is split at :data:`CHUNK_CHARS`
     characters per line.
+
+    The wire has no exit code: the final line carries eventkit's extension,
+    ``exit_code`` (when the run had one) and ``success`` (it exited 0 and
+    hit no limit), which the official clients ignore and
+    :class:`AiComputerDecoder` reads: ``{"type": "completed", "data": "",
+    "exit_code": 0, "success": true}``.
 
     Failures (a limit, an executor error, a non-zero exit) become one
     ``error`` line held back until ``completed``, so that it is the last
@@ -169,9 +195,14 @@ class AiComputerEncoder:
 
     def end(self) -> list[bytes]:
         """Return the last lines: the ``error``, if any, then ``completed``."""
-        if self.error is None:
-            return [_COMPLETED]
-        return [_encode({"type": "error", "data": self.error}) + b"\n", _COMPLETED]
+        completed: dict[str, Any] = {"type": "completed", "data": ""}
+        if self.exit_code is not None:
+            completed["exit_code"] = self.exit_code
+        completed["success"] = self.error is None and self.exit_code == 0
+        lines = [_encode(completed) + b"\n"]
+        if self.error is not None:
+            lines.insert(0, _encode({"type": "error", "data": self.error}) + b"\n")
+        return lines
 
 
 def _exit_message(exit_code: object) -> str:

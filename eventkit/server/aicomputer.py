@@ -8,11 +8,15 @@
 - ``POST /api/v1/sandbox/{id}/execute/stream``: ``{"code", "timeout",
   "environment"?}`` in, an NDJSON body out
   (:class:`eventkit.protocol.aicomputer.AiComputerEncoder`), always ending with
-  ``{"type": "completed", "data": ""}`` once the run ends.
+  a ``completed`` line once the run ends, which carries eventkit's
+  extension: ``exit_code`` and ``success`` (the official client ignores
+  them; eventkit's source reads them).
 - ``POST /api/v1/sandbox/{id}/execute``: the same run, answered at the end
-  as ``{"output", "sandbox_id", "exit_code", "success", "error"}``; its
-  output is capped at ``max_output_bytes`` or :data:`EXECUTE_OUTPUT_CAP`,
-  whichever is lower.
+  as ``{"output", "sandbox_id", "exit_code", "success", "error",
+  "truncated"}``; the output is kept up to ``max_output_bytes`` (or
+  :data:`~eventkit.server.limits.DEFAULT_MAX_OUTPUT_BYTES` without one),
+  counted in UTF-8 bytes before it is kept, and written as UTF-8 JSON a
+  piece at a time (:mod:`eventkit.server.replies`).
 - ``DELETE /api/v1/sandbox/{id}``: stops its runs, removes its directory.
 
 Every ``/api/v1`` call needs ``Authorization: Bearer <token>``
@@ -29,15 +33,20 @@ Failure behaviour:
   body open.
 - A run stopped by a limit, an executor error or a non-zero exit: one
   ``error`` line (its message) just before ``completed``.
+- A sandbox whose ``/workspace`` is no longer a directory (the code made it
+  a file, a FIFO, a link): ``execute`` answers 400 ``INVALID_WORKDIR``, the
+  stream (already answered 200) an ``error`` line naming it, then
+  ``completed``; the sandbox stays usable.
 - The client disconnects mid-run (or while queued): the handler is
-  cancelled, the process group killed and reaped.
+  cancelled, the process group killed and reaped. A client that stops
+  reading: once a write waits ``send_timeout`` seconds, the connection is
+  dropped and the run killed the same way.
 - The sandbox deleted or the server shutting down mid-run: an ``error``
   line and ``completed``, and the body ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -46,8 +55,15 @@ from eventkit.protocol.aicomputer import AiComputerEncoder
 from eventkit.server.auth import api_key_of, bearer_of
 from eventkit.server.errors import json_error, unauthorized
 from eventkit.server.limits import TooManyRequestsError
+from eventkit.server.replies import Output, send_json, send_within
 from eventkit.server.requests import parse_aicomputer_execute, read_json
-from eventkit.server.sandboxes import AICOMPUTER, SandboxGoneError, SandboxLimitError
+from eventkit.server.sandboxes import (
+    AICOMPUTER,
+    SandboxGoneError,
+    SandboxLimitError,
+    SandboxPausedError,
+    WorkdirError,
+)
 
 if TYPE_CHECKING:
     from eventkit.server.limits import Ticket
@@ -55,10 +71,8 @@ if TYPE_CHECKING:
     from eventkit.server.sandboxes import Sandbox
     from eventkit.server.state import State
 
-__all__ = ["EXECUTE_OUTPUT_CAP", "add_routes"]
+__all__ = ["add_routes"]
 
-#: Output bytes the non-streaming ``execute`` keeps at most (it holds them all).
-EXECUTE_OUTPUT_CAP: Final = 16 << 20
 _NDJSON: Final = "application/x-ndjson"
 _BASE: Final = "/api/v1/sandbox"
 
@@ -140,8 +154,8 @@ class _AiComputer:
         sandbox = self._owned(request)
         if isinstance(sandbox, web.Response):
             return sandbox
-        run = parse_aicomputer_execute(await read_json(request), self._state.limits)
-        sandbox.directory(run.workdir)
+        body = await read_json(request, body_timeout=self._state.body_timeout)
+        run = parse_aicomputer_execute(body, self._state.limits)
         try:
             ticket = self._state.admission.admit()
         except TooManyRequestsError as exc:
@@ -153,10 +167,13 @@ class _AiComputer:
         if isinstance(admitted, web.Response):
             return admitted
         sandbox, run, ticket = admitted
+        timeout = self._state.send_timeout
         with ticket:
             response = web.StreamResponse(headers={"Content-Type": _NDJSON})
-            await response.prepare(request)
             encoder = AiComputerEncoder()
+
+            async def write(data: bytes) -> None:
+                await send_within(response.write(data), request, timeout)
 
             async def stream() -> None:
                 async with sandbox.execute(
@@ -165,49 +182,58 @@ class _AiComputer:
                     async for event in events:
                         lines = encoder.encode(event)
                         if lines:
-                            await response.write(b"".join(lines))
+                            await write(b"".join(lines))
 
             try:
-                await sandbox.guard(stream())
-            except SandboxGoneError as exc:
-                await response.write(_gone(exc))
+                await send_within(response.prepare(request), request, timeout)
+                try:
+                    await sandbox.guard(stream())
+                except (SandboxGoneError, WorkdirError, SandboxPausedError) as exc:
+                    await write(_ended(encoder, exc))
+                await send_within(response.write_eof(), request, timeout)
             except ConnectionError:
-                return response  # the client went away; its run is stopped
-            with contextlib.suppress(ConnectionError):
-                await response.write_eof()
+                pass  # the client went away, or read nothing: its run is stopped
         return response
 
-    async def execute(self, request: web.Request) -> web.Response:
+    async def execute(self, request: web.Request) -> web.StreamResponse:
         admitted = await self._admit(request)
         if isinstance(admitted, web.Response):
             return admitted
         sandbox, run, ticket = admitted
-        limit = self._state.limits.max_output_bytes
-        cap = EXECUTE_OUTPUT_CAP if limit is None else min(limit, EXECUTE_OUTPUT_CAP)
-        encoder = AiComputerEncoder(output=True)
+        cap = self._state.limits.collected_output_bytes
+        output = Output(cap, ("output",))
+        encoder = AiComputerEncoder()
         with ticket:
 
             async def collect() -> None:
                 async with sandbox.execute(run, ticket, max_output_bytes=cap) as events:
                     async for event in events:
-                        encoder.encode(event)
+                        if event.type == "stdout" or event.type == "stderr":
+                            output.add("output", event.data)
+                        else:
+                            encoder.encode(event)  # the outcome: exit code, error
 
             try:
                 await sandbox.guard(collect())
+            except WorkdirError as exc:
+                return json_error(400, exc.code, str(exc))
+            except SandboxPausedError as exc:
+                return json_error(409, "SANDBOX_PAUSED", str(exc))
             except SandboxGoneError as exc:
                 encoder.error = str(exc)
-        return web.json_response(
-            {
-                "output": "".join(encoder.text),
-                "sandbox_id": sandbox.id,
-                "exit_code": encoder.exit_code,
-                "success": encoder.error is None,
-                "error": encoder.error,
-            }
+        fields = {
+            "sandbox_id": sandbox.id,
+            "exit_code": encoder.exit_code,
+            "success": encoder.error is None and encoder.exit_code == 0,
+            "error": encoder.error,
+            "truncated": output.truncated,
+        }
+        return await send_json(
+            request, fields, output, send_timeout=self._state.send_timeout
         )
 
 
-def _gone(exc: SandboxGoneError) -> bytes:
-    encoder = AiComputerEncoder()
-    encoder.error = str(exc)
+def _ended(encoder: AiComputerEncoder, exc: Exception) -> bytes:
+    """Return the last lines of a run that could not go on: ``error``, ``completed``."""
+    encoder.error = f"{exc.code}: {exc}" if isinstance(exc, WorkdirError) else str(exc)
     return b"".join(encoder.end())

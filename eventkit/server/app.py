@@ -2,13 +2,24 @@
 
 :class:`LocalSandboxServer` serves, on one port, what the official
 ``hopx-ai`` and ``ai-computer-client`` SDKs call (see
-:mod:`eventkit.server.hopx` and :mod:`eventkit.server.aicomputer`), and runs
-the code they send with :func:`eventkit.sources.local`, each sandbox in a
-directory of its own. :func:`serve` is what ``eventkit serve`` runs.
+:mod:`eventkit.server.hopx`, :mod:`eventkit.server.agent` and
+:mod:`eventkit.server.aicomputer`), and runs the code they send with
+:func:`eventkit.sources.local`, each sandbox in a directory of its own.
+:func:`serve` is what ``eventkit serve`` runs.
 
-It is a development and test server, **not an isolation boundary**: the
-code runs as the user running the server, with a scrubbed environment and
-its own working directory, but it sees the file system and the network.
+How far the code it runs is kept from the rest of the machine is the local
+executor's isolation, given as ``local_options``; without any, the code
+runs as the user running the server, with a scrubbed environment and its
+own working directory, but it sees the file system and the network (and the
+server's process). The server itself never follows a path out of a
+sandbox (:mod:`eventkit.server.fs`).
+
+Every connection is bounded in time: ``idle_timeout`` seconds without a
+whole request (idle between requests, or still sending its headers) closes
+it; a body has ``body_timeout`` seconds to arrive (408); a send waiting
+``send_timeout`` seconds for a client that does not read drops the
+connection and kills its run; sandboxes idle for ``sandbox_ttl`` seconds are
+deleted.
 
 Failure behaviour:
 
@@ -16,7 +27,8 @@ Failure behaviour:
   invalid limit: :exc:`ValueError` from the constructor, before anything
   listens. A port in use: :exc:`OSError` from :meth:`start`.
 - Errors in requests never stop the server: each gets its answer (400, 401,
-  404, 429, an ``error`` frame...), see the front-end modules.
+  403, 404, 408, 429, 501, an ``error`` frame...), see the front-end
+  modules; an unexpected one a JSON 500, logged.
 - On :meth:`close` every run is cancelled (process groups killed and
   reaped), open WebSockets are closed with 1001, and every sandbox directory
   is removed with the server's base directory.
@@ -25,23 +37,31 @@ Failure behaviour:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from aiohttp import WSCloseCode, web
 
 from eventkit.server import aicomputer, hopx
+from eventkit.server.agent import FILE_TRANSFERS
 from eventkit.server.auth import Auth
 from eventkit.server.errors import error_middleware
-from eventkit.server.limits import Admission, Limits
+from eventkit.server.limits import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    Admission,
+    Limits,
+    is_int,
+    is_number,
+)
 from eventkit.server.loopback import host_middleware, is_loopback
 from eventkit.server.sandboxes import Registry
 from eventkit.server.state import State
 from eventkit.stats import server_stats
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from types import TracebackType
 
 __all__ = ["LocalSandboxServer", "serve"]
@@ -51,6 +71,11 @@ _WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})
 #: Seconds aiohttp waits for handlers at shutdown (runs are cancelled first,
 #: so they end well before).
 _SHUTDOWN_TIMEOUT: Final = 5.0
+#: Seconds the rest of an unread request body is read and dropped after the
+#: answer, before the connection closes.
+_LINGER: Final = 1.0
+#: The longest the reaper sleeps between two looks at the sandboxes.
+_REAP_EVERY: Final = 10.0
 
 
 def _check_exposure(host: str, api_key: str | None) -> None:
@@ -91,15 +116,31 @@ class LocalSandboxServer:
         max_timeout: The longest a run may take, in seconds; a request
             asking for more gets this.
         max_code_bytes: The largest program accepted, in UTF-8 bytes.
-        max_output_bytes: Cap on a run's output (stdout and stderr together);
-            None for none.
+        max_output_bytes: Cap on a run's output (stdout and stderr together),
+            64 MiB by default; None for none on streams (the non-streaming
+            answers, which hold the output, keep 64 MiB then).
+        max_file_bytes: The largest file the files API reads or writes.
         max_sandboxes: Sandboxes alive at once.
+        max_sandboxes_per_key: Sandboxes alive at once for one API key (or
+            one issued token, or one key string where keys are not checked).
+        sandbox_ttl: Seconds a sandbox may stay idle (no request naming it,
+            no run) before it is deleted.
         token_ttl: Seconds a sandbox or development token stays valid (the
             HOPX SDK refreshes tokens with less than an hour left).
         first_message_timeout: Seconds an agent WebSocket may wait before its
             ``execute`` message.
         close_timeout: Seconds to wait for a client's close after
             ``complete``.
+        send_timeout: Seconds a send may wait for a client that does not
+            read before its connection is dropped and its run killed.
+        idle_timeout: Seconds a connection may stay without a whole request
+            (idle, or still sending its headers) before it is closed.
+        body_timeout: Seconds a request's body may take to arrive (408).
+        local_options: Extra keyword arguments for every run's
+            :func:`eventkit.sources.local`: how runs are isolated.
+        can_cut_network: Whether those options can keep a run off the
+            network, so that HOPX sandboxes may ask for
+            ``internet_access=False`` (refused with 400 otherwise).
 
     Raises:
         ValueError: If ``host`` is not loopback and there is no ``api_key``
@@ -117,21 +158,37 @@ class LocalSandboxServer:
         max_queue: int = 64,
         max_timeout: float = 300.0,
         max_code_bytes: int = 1 << 20,
-        max_output_bytes: int | None = None,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+        max_file_bytes: int = 32 << 20,
         max_sandboxes: int = 1024,
+        max_sandboxes_per_key: int = 256,
+        sandbox_ttl: float = 3600.0,
         token_ttl: float = 24 * 3600.0,
         first_message_timeout: float = 10.0,
         close_timeout: float = 2.0,
+        send_timeout: float = 30.0,
+        idle_timeout: float = 30.0,
+        body_timeout: float = 30.0,
+        local_options: Mapping[str, Any] | None = None,
+        can_cut_network: bool = False,
     ) -> None:
         _check_exposure(host, api_key)
-        if max_sandboxes < 1:
-            raise ValueError(f"max_sandboxes must be >= 1, not {max_sandboxes!r}")
+        for name, count in (
+            ("max_sandboxes", max_sandboxes),
+            ("max_sandboxes_per_key", max_sandboxes_per_key),
+        ):
+            if not is_int(count) or count < 1:
+                raise ValueError(f"{name} must be >= 1, not {count!r}")
         for name, value in (
+            ("sandbox_ttl", sandbox_ttl),
             ("first_message_timeout", first_message_timeout),
             ("close_timeout", close_timeout),
+            ("send_timeout", send_timeout),
+            ("idle_timeout", idle_timeout),
+            ("body_timeout", body_timeout),
         ):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, not {value!r}")
+            if not is_number(value) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
         self.host = host
         self.port = port
         self.limits = Limits(
@@ -140,14 +197,23 @@ class LocalSandboxServer:
             max_timeout=max_timeout,
             max_code_bytes=max_code_bytes,
             max_output_bytes=max_output_bytes,
+            max_file_bytes=max_file_bytes,
         )
         self._auth = Auth(api_key, token_ttl=token_ttl)
         self._max_sandboxes = max_sandboxes
+        self._max_per_key = max_sandboxes_per_key
+        self._sandbox_ttl = sandbox_ttl
         self._token_ttl = token_ttl
         self._first_message_timeout = first_message_timeout
         self._close_timeout = close_timeout
+        self._send_timeout = send_timeout
+        self._idle_timeout = idle_timeout
+        self._body_timeout = body_timeout
+        self._local_options = dict(local_options or {})
+        self._can_cut_network = can_cut_network
         self._state: State | None = None
         self._runner: web.AppRunner | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self._url = ""
 
     @property
@@ -198,18 +264,29 @@ class LocalSandboxServer:
             limits=self.limits,
             auth=self._auth,
             sandboxes=Registry(
-                base, max_sandboxes=self._max_sandboxes, token_ttl=self._token_ttl
+                base,
+                max_sandboxes=self._max_sandboxes,
+                max_per_owner=self._max_per_key,
+                idle_ttl=self._sandbox_ttl,
+                token_ttl=self._token_ttl,
+                local_options=self._local_options,
+                can_cut_network=self._can_cut_network,
             ),
             admission=Admission(self.limits.max_concurrent, self.limits.max_queue),
             wildcard=self.host in _WILDCARDS,
             first_message_timeout=self._first_message_timeout,
             close_timeout=self._close_timeout,
+            send_timeout=self._send_timeout,
+            body_timeout=self._body_timeout,
+            transfers=asyncio.Semaphore(FILE_TRANSFERS),
         )
-        middlewares = [error_middleware]
-        if is_loopback(self.host):
-            middlewares.insert(0, host_middleware(is_loopback))
+        # The Host check runs first, before anything reads the Host header.
+        # A loopback server serves loopback names only (no DNS rebinding);
+        # any server refuses a Host it cannot read.
+        allowed = is_loopback if is_loopback(self.host) else None
         app = web.Application(
-            middlewares=middlewares, client_max_size=self.limits.max_message_bytes
+            middlewares=[host_middleware(allowed), error_middleware],
+            client_max_size=self.limits.max_message_bytes,
         )
         hopx.add_routes(app, state)
         aicomputer.add_routes(app, state)
@@ -218,6 +295,13 @@ class LocalSandboxServer:
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            # One timer for an idle connection and one still sending its
+            # headers: aiohttp's keep-alive, armed from the connection's start
+            # and after each answer, and not reset by a partial request.
+            keepalive_timeout=self._idle_timeout,
+            # After an answer given before the whole body came (a 408, a
+            # 413), the rest is read and dropped this long, not aiohttp's 10 s.
+            lingering_time=_LINGER,
         )
         await runner.setup()
         try:
@@ -227,6 +311,10 @@ class LocalSandboxServer:
             shutil.rmtree(base, ignore_errors=True)
             raise
         self._runner, self._state = runner, state
+        self._reaper = asyncio.create_task(
+            state.sandboxes.reap_forever(min(_REAP_EVERY, self._sandbox_ttl / 4)),
+            name="eventkit-server-reaper",
+        )
         # The running and queued gauges read the admission at scrape time.
         server_stats().track(state.admission)
         address, port = runner.addresses[0][:2]
@@ -241,7 +329,12 @@ class LocalSandboxServer:
         if runner is None or state is None:
             return
         self._runner = None
+        reaper, self._reaper = self._reaper, None
         try:
+            if reaper is not None:
+                reaper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reaper
             # Runs first: their handlers then close their own connections.
             await state.sandboxes.close()
             for ws in list(state.websockets):
@@ -269,31 +362,21 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 7777,
     *,
-    api_key: str | None = None,
-    max_concurrent: int = 8,
-    max_queue: int = 64,
-    max_timeout: float = 300.0,
-    max_code_bytes: int = 1 << 20,
-    max_output_bytes: int | None = None,
     on_ready: Callable[[str], object] | None = None,
+    **options: Any,
 ) -> None:
     """Run a :class:`LocalSandboxServer` until cancelled; print nothing.
 
-    What ``eventkit serve`` runs: cancelling it (Ctrl-C through
-    :func:`asyncio.run`) closes the server as :meth:`LocalSandboxServer.close`
-    does.
+    What ``eventkit serve`` runs: cancelling it (Ctrl-C or SIGTERM through
+    the CLI) closes the server as :meth:`LocalSandboxServer.close` does.
 
     Args:
         host: The address; a non-loopback one needs ``api_key``.
         port: The port (0 picks a free one).
-        api_key: See :class:`LocalSandboxServer`.
-        max_concurrent: See :class:`LocalSandboxServer`.
-        max_queue: See :class:`LocalSandboxServer`.
-        max_timeout: See :class:`LocalSandboxServer`.
-        max_code_bytes: See :class:`LocalSandboxServer`.
-        max_output_bytes: See :class:`LocalSandboxServer`.
         on_ready: Called with the server's URL once it listens (the CLI
             prints it).
+        **options: :class:`LocalSandboxServer`'s keyword arguments
+            (``api_key``, the limits and timeouts, ``local_options``).
 
     Raises:
         ValueError: Before listening, if ``host`` is not loopback and there
@@ -301,16 +384,7 @@ async def serve(
             argument is invalid.
         OSError: If the address cannot be bound.
     """
-    server = LocalSandboxServer(
-        host,
-        port,
-        api_key=api_key,
-        max_concurrent=max_concurrent,
-        max_queue=max_queue,
-        max_timeout=max_timeout,
-        max_code_bytes=max_code_bytes,
-        max_output_bytes=max_output_bytes,
-    )
+    server = LocalSandboxServer(host, port, **options)
     async with server:
         if on_ready is not None:
             on_ready(server.url)

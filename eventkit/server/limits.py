@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "MAX_TIMEOUT_ACCEPTED",
     "Admission",
     "Limits",
@@ -39,6 +41,11 @@ __all__ = [
 #: The largest ``timeout`` a request may ask for, in seconds; larger values
 #: are refused, values up to it are lowered to ``max_timeout``.
 MAX_TIMEOUT_ACCEPTED: Final = 86_400.0
+#: ``eventkit serve``'s cap on a run's output, and the cap of the
+#: non-streaming ``execute`` answers whatever the configured one.
+DEFAULT_MAX_OUTPUT_BYTES: Final = 64 << 20
+#: The largest file the files API reads or writes by default.
+DEFAULT_MAX_FILE_BYTES: Final = 32 << 20
 
 
 class TooManyRequestsError(EventkitError):
@@ -68,7 +75,10 @@ class Limits:
             for more gets this.
         max_code_bytes: Largest program accepted, in UTF-8 bytes.
         max_output_bytes: Cap on one run's stdout and stderr together, in
-            bytes; None for no cap (streaming is bounded by backpressure).
+            bytes; None for no cap on streams (bounded by backpressure; the
+            non-streaming answers, which hold it, then keep
+            :data:`DEFAULT_MAX_OUTPUT_BYTES`).
+        max_file_bytes: The largest file the files API reads or writes.
 
     Raises:
         ValueError: If a limit is not positive (``max_queue`` may be 0, and
@@ -79,7 +89,8 @@ class Limits:
     max_queue: int = 64
     max_timeout: float = 300.0
     max_code_bytes: int = 1 << 20
-    max_output_bytes: int | None = None
+    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def __post_init__(self) -> None:
         if not is_int(self.max_concurrent) or self.max_concurrent < 1:
@@ -106,6 +117,22 @@ class Limits:
             raise ValueError(
                 f"max_output_bytes must be >= 0 or None, not {self.max_output_bytes!r}"
             )
+        if not is_int(self.max_file_bytes) or self.max_file_bytes < 1:
+            raise ValueError(
+                f"max_file_bytes must be >= 1, not {self.max_file_bytes!r}"
+            )
+
+    @property
+    def collected_output_bytes(self) -> int:
+        """The output a non-streaming answer holds at most, in bytes."""
+        if self.max_output_bytes is None:
+            return DEFAULT_MAX_OUTPUT_BYTES
+        return self.max_output_bytes
+
+    @property
+    def max_file_body_bytes(self) -> int:
+        """The largest files-API request body: a file in base64, in JSON."""
+        return self.max_file_bytes * 4 // 3 + (64 << 10)
 
     @property
     def max_message_bytes(self) -> int:

@@ -1,24 +1,31 @@
-"""Execute requests: read from the wire, checked field by field.
+"""Requests: read from the wire, checked field by field.
 
-:func:`read_json` reads an HTTP request's JSON body; :func:`parse_hopx_execute`
-and :func:`parse_aicomputer_execute` turn a decoded request into an
-:class:`ExecuteRequest`, checked against the server's
-:class:`~eventkit.server.limits.Limits`.
+:func:`read_json` and :func:`read_body` read an HTTP request's body, within
+a time and a size; :func:`parse_hopx_execute`, :func:`parse_hopx_run`,
+:func:`parse_command` and :func:`parse_aicomputer_execute` turn a decoded
+request into an :class:`ExecuteRequest`, checked against the server's
+:class:`~eventkit.server.limits.Limits`; :func:`parse_env` checks a set of
+environment variables.
 
 Failure behaviour: every check raises :exc:`RequestError` (a
 :exc:`ValueError`) with a message meant for the client, naming the field
 and what was wrong, and quoting at most a few dozen characters of the value;
 nothing is coerced silently, except a ``timeout`` above ``max_timeout``,
 which is lowered to it. The front ends answer it with 400 (HTTP) or an
-``error`` frame and close 1008 (WebSocket).
+``error`` frame and close 1008 (WebSocket). A body that does not arrive
+within its time raises :exc:`BodyTimeoutError` (answered 408, the
+connection closed); one over its size, aiohttp's 413.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+from aiohttp import web
 
 from eventkit.exceptions import EventkitError
 from eventkit.server.limits import MAX_TIMEOUT_ACCEPTED, is_number
@@ -26,16 +33,19 @@ from eventkit.server.limits import MAX_TIMEOUT_ACCEPTED, is_number
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from aiohttp import web
-
     from eventkit.server.limits import Limits
 
 __all__ = [
     "DEFAULT_WORKDIR",
+    "BodyTimeoutError",
     "ExecuteRequest",
     "RequestError",
     "parse_aicomputer_execute",
+    "parse_command",
+    "parse_env",
     "parse_hopx_execute",
+    "parse_hopx_run",
+    "read_body",
     "read_json",
 ]
 
@@ -55,13 +65,71 @@ class RequestError(EventkitError, ValueError):
     """A request is invalid; the message says why, for the client."""
 
 
-async def read_json(request: web.Request, *, optional: bool = False) -> Any:
+class BodyTimeoutError(EventkitError):
+    """A request's body did not arrive in time; the client is too slow."""
+
+
+async def read_body(
+    request: web.Request, *, body_timeout: float | None, max_bytes: int | None = None
+) -> bytes:
+    """Return the request's body, read within ``body_timeout`` seconds.
+
+    Args:
+        request: The request.
+        body_timeout: Seconds for the whole body; None for no limit.
+        max_bytes: The largest body accepted; the application's
+            ``client_max_size`` when None.
+
+    Raises:
+        BodyTimeoutError: If it did not arrive in time.
+        web.HTTPRequestEntityTooLarge: If it is larger than ``max_bytes``.
+    """
+    try:
+        async with asyncio.timeout(body_timeout):
+            if max_bytes is None:
+                return await request.read()
+            return await _read_at_most(request, max_bytes)
+    except TimeoutError:
+        raise BodyTimeoutError(
+            f"the request body did not arrive within {body_timeout:g} s"
+        ) from None
+
+
+async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=max_bytes, actual_size=request.content_length
+        )
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=max_bytes, actual_size=len(body)
+            )
+    return bytes(body)
+
+
+async def read_json(
+    request: web.Request,
+    *,
+    optional: bool = False,
+    body_timeout: float | None = None,
+    max_bytes: int | None = None,
+) -> Any:
     """Return the request's JSON body (None when empty and ``optional``).
+
+    Args:
+        request: The request.
+        optional: Whether an empty body is fine.
+        body_timeout: Seconds for the whole body; see :func:`read_body`.
+        max_bytes: The largest body; see :func:`read_body`.
 
     Raises:
         RequestError: If the body is missing (unless ``optional``) or not JSON.
+        BodyTimeoutError: If it did not arrive in time.
     """
-    raw = await request.read()
+    raw = await read_body(request, body_timeout=body_timeout, max_bytes=max_bytes)
     if not raw.strip():
         if optional:
             return None
@@ -118,6 +186,76 @@ def parse_hopx_execute(message: Any, limits: Limits) -> ExecuteRequest:
         env=_env(message.get("env"), "env"),
         workdir=_workdir(workdir),
     )
+
+
+def parse_hopx_run(
+    body: Any, limits: Limits, *, default_timeout: float = 60.0
+) -> ExecuteRequest:
+    """Validate a HOPX agent ``/execute`` (or ``/execute/background``) body.
+
+    The fields of :func:`parse_hopx_execute`, without ``type``.
+
+    Raises:
+        RequestError: If the body is not an object or a field is invalid.
+    """
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return parse_hopx_execute(
+        {**body, "type": "execute", "timeout": body.get("timeout", default_timeout)},
+        limits,
+    )
+
+
+def parse_command(body: Any, limits: Limits) -> tuple[ExecuteRequest, str]:
+    """Validate a HOPX agent ``/commands/run`` (or ``/background``) body.
+
+    ``{"command", "args"?, "timeout"?, "workdir"?, "env"?}``: the SDK sends
+    ``bash`` with ``["-c", LINE]``. It runs as a one-line bash program that
+    execs the command, so the program file is read once and the command's
+    exit status is the run's.
+
+    Returns:
+        The run, and the command line as shown to the client.
+
+    Raises:
+        RequestError: If the body is not an object or a field is invalid.
+    """
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    command = body.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise RequestError(f"command must be a non-empty string, not {_show(command)}")
+    args = body.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        raise RequestError("args must be a list of strings")
+    argv = [command, *args]
+    if any("\0" in arg for arg in argv):
+        raise RequestError("command and args must not contain NUL")
+    line = shlex.join(argv)
+    workdir = body.get("workdir", body.get("working_dir"))
+    run = ExecuteRequest(
+        code=_code("exec " + line, limits),
+        language="bash",
+        timeout=_timeout(body.get("timeout"), 30.0, limits),
+        env=_env(body.get("env"), "env"),
+        workdir=_workdir(workdir),
+    )
+    shown = (
+        args[1]
+        if command in ("bash", "sh") and args[:1] == ["-c"] and len(args) == 2
+        else line
+    )
+    return run, shown
+
+
+def parse_env(value: object, name: str = "env_vars") -> dict[str, str]:
+    """Validate a set of environment variables (names and string values).
+
+    Raises:
+        RequestError: If it is not an object of strings, has too many, or a
+            name is invalid.
+    """
+    return _env(value, name)
 
 
 def parse_aicomputer_execute(body: Any, limits: Limits) -> ExecuteRequest:

@@ -6,17 +6,25 @@ starts; nothing here raises.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    import asyncio
+
     from aiohttp import web
 
     from eventkit.server.auth import Auth
     from eventkit.server.limits import Admission, Limits
-    from eventkit.server.sandboxes import Registry
+    from eventkit.server.sandboxes import Registry, Sandbox
 
-__all__ = ["State"]
+__all__ = ["AGENT_DOMAIN", "State"]
+
+#: The made-up domain ending every sandbox's agent path, so that the HOPX
+#: SDK's ``get_preview_url`` (which wants ``....vms.hopx.dev``) can parse
+#: ``public_host``. Nothing resolves it: the path is what matters.
+AGENT_DOMAIN: Final = "local.vms.hopx.dev"
 
 
 @dataclass(slots=True, eq=False)
@@ -35,6 +43,12 @@ class State:
             ``execute`` message.
         close_timeout: Seconds to wait for the client's close after
             ``complete``, and for its answer to ours.
+        send_timeout: Seconds a send may wait for a client to read before
+            its connection is dropped and its run killed.
+        body_timeout: Seconds a request's body may take to arrive.
+        started_at: Unix time the server started.
+        transfers: Bounds the file transfers (reads, writes) done at once,
+            each of which holds a file in memory.
         websockets: The open agent WebSockets, closed at shutdown.
     """
 
@@ -46,10 +60,23 @@ class State:
     wildcard: bool = False
     first_message_timeout: float = 10.0
     close_timeout: float = 2.0
+    send_timeout: float = 30.0
+    body_timeout: float = 30.0
+    started_at: float = field(default_factory=time.time)
+    transfers: asyncio.Semaphore | None = None
     websockets: set[web.WebSocketResponse] = field(default_factory=set)
 
     def public_host(self, request: web.BaseRequest) -> str:
-        """Return the agent URL a client should use: where it reached us."""
+        """Return the server's URL as the client should use it: where it reached us."""
         if self.wildcard:
             return f"{request.scheme}://{request.host}"
         return self.url
+
+    def agent_url(self, request: web.BaseRequest, sandbox: Sandbox) -> str:
+        """Return ``sandbox``'s agent URL, its ``public_host``.
+
+        ``<server>/agent/<id>.local.vms.hopx.dev``: the agent's HTTP calls
+        go under that path (WebSocket clients drop the path, and the agent
+        answers at the root too, by the token).
+        """
+        return f"{self.public_host(request)}/agent/{sandbox.id}.{AGENT_DOMAIN}"

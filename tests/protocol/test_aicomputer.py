@@ -249,7 +249,7 @@ def test_fresh_run_ids() -> None:
 
 
 def test_aicomputer_lines_hold_only_type_and_data() -> None:
-    """Every line is a JSON object with string type and data; output is split."""
+    """Every line has string type and data; completed adds the outcome."""
     encoder = AiComputerEncoder()
     body = [
         line
@@ -263,9 +263,12 @@ def test_aicomputer_lines_hold_only_type_and_data() -> None:
     ]
     assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in body)
     lines = [json.loads(line) for line in body]
-    assert all({"type", "data"} == set(line) for line in lines)
+    assert all({"type", "data"} == set(line) for line in lines[:-1])
     assert all(isinstance(line["data"], str) for line in lines)
     assert ["stdout", "stdout", "completed"] == [line["type"] for line in lines]
+    assert {"type": "completed", "data": "", "exit_code": 0, "success": True} == (
+        lines[-1]
+    )
 
 
 def test_aicomputer_error_comes_last_before_completed() -> None:
@@ -284,7 +287,7 @@ def test_aicomputer_error_comes_last_before_completed() -> None:
     assert [
         {"type": "stdout", "data": "partial"},
         {"type": "error", "data": "timed out after 1s"},
-        {"type": "completed", "data": ""},
+        {"type": "completed", "data": "", "exit_code": -9, "success": False},
     ] == [json.loads(line) for line in body.splitlines()]
 
 
@@ -302,7 +305,56 @@ def test_aicomputer_nonzero_exit_is_an_error() -> None:
     )
     decoder = AiComputerDecoder()
     types = [e.type for e in decoder.receive(body)]
-    assert ["stderr", "error", "completed"] == types
+    assert ["stderr", "error", "result", "completed"] == types
     assert "process exited with code 1" == encoder.error
     assert ["Traceback\n"] == encoder.text
     assert 1 == encoder.exit_code
+
+
+def test_aicomputer_completed_extension_gives_the_outcome() -> None:
+    """eventkit's exit_code and success on completed: a result, then success."""
+    decoder = aicomputer()
+    line = b'{"type": "completed", "data": "", "exit_code": 3, "success": false}'
+    result, completed = receive_lines(decoder, [line])
+    assert ("result", 0, {"exit_code": 3}) == (
+        result.type,
+        result.sequence,
+        dict(result.attrs),
+    )
+    assert ("completed", 1, {"success": False}) == (
+        completed.type,
+        completed.sequence,
+        dict(completed.attrs),
+    )
+    assert decoder.done
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type": "completed", "data": ""}',
+        b'{"type": "completed", "data": "", "exit_code": "0", "success": "yes"}',
+        b'{"type": "completed", "data": "", "exit_code": true, "success": 1}',
+    ],
+)
+def test_aicomputer_completed_without_a_usable_outcome(line: bytes) -> None:
+    """Without the extension (or with values of the wrong type): completed alone."""
+    (completed,) = receive_lines(aicomputer(), [line])
+    assert ("completed", {}) == (completed.type, dict(completed.attrs))
+
+
+def test_aicomputer_encoder_to_decoder_keeps_the_exit_code() -> None:
+    """What eventkit's server writes, its source reads back: code and success."""
+    encoder = AiComputerEncoder()
+    body = b"".join(
+        line
+        for event in (
+            ev("result", timestamp=T, exit_code=0, execution_time=0.1),
+            ev("completed", timestamp=T, success=True),
+        )
+        for line in encoder.encode(event)
+    )
+    events = AiComputerDecoder().receive(body)
+    assert [("result", 0), ("completed", True)] == [
+        (e.type, e.attrs.get("exit_code", e.attrs.get("success"))) for e in events
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ async def test_token_create_status_delete(client: Any) -> None:
 
 
 async def test_stream_lines_hold_only_type_and_data(client: Any) -> None:
-    """Output lines, then completed; every line has exactly type and data."""
+    """Output lines hold exactly type and data; completed adds the outcome."""
     sandbox_id = await client.create_aicomputer()
     lines = await post_stream(
         client,
@@ -52,10 +53,12 @@ async def test_stream_lines_hold_only_type_and_data(client: Any) -> None:
             "environment": {"A": "seen"},
         },
     )
-    assert all({"type", "data"} == set(line) for line in lines)
+    assert all({"type", "data"} == set(line) for line in lines[:-1])
     assert "seen\n" == "".join(x["data"] for x in lines if x["type"] == "stdout")
     assert "e\n" == "".join(x["data"] for x in lines if x["type"] == "stderr")
-    assert {"type": "completed", "data": ""} == lines[-1]
+    assert {"type": "completed", "data": "", "exit_code": 0, "success": True} == (
+        lines[-1]
+    )
     assert "error" not in [line["type"] for line in lines]
 
 
@@ -66,7 +69,7 @@ async def test_failure_is_one_error_just_before_completed(client: Any) -> None:
     assert "NameError" in "".join(x["data"] for x in lines if x["type"] == "stderr")
     assert [
         {"type": "error", "data": "process exited with code 1"},
-        {"type": "completed", "data": ""},
+        {"type": "completed", "data": "", "exit_code": 1, "success": False},
     ] == lines[-2:]
     assert 1 == [line["type"] for line in lines].count("error")
 
@@ -86,6 +89,7 @@ async def test_execute_answers_at_the_end(client: Any) -> None:
         "exit_code": 0,
         "success": True,
         "error": None,
+        "truncated": False,
     } == answer
 
 
@@ -165,3 +169,34 @@ async def test_api_key_guards_tokens(client: Any) -> None:
             headers={"Authorization": f"Bearer {credential}"},
         ) as response:
             assert status == response.status
+
+
+async def test_workspace_that_is_a_file(client: Any) -> None:
+    """/workspace made a file: execute 400, the stream an error; fixed, fine again."""
+    sandbox_id = await client.create_aicomputer()
+    lines = await post_stream(
+        client,
+        sandbox_id,
+        {
+            "code": "import os, shutil\nos.chdir('..')\nshutil.rmtree('workspace')\n"
+            "open('workspace', 'w').close()"
+        },
+    )
+    assert lines[-1]["success"], lines
+    async with client.session.post(
+        f"{client.url}/api/v1/sandbox/{sandbox_id}/execute",
+        json={"code": "print(1)"},
+        headers=AUTH,
+    ) as response:
+        assert 400 == response.status
+        body = await response.json()
+    assert "INVALID_WORKDIR" == body["error"]["code"]
+    assert "/workspace: not a directory" in body["message"]
+    lines = await post_stream(client, sandbox_id, {"code": "print(1)"})
+    assert ["error", "completed"] == [line["type"] for line in lines]
+    assert lines[0]["data"].startswith("INVALID_WORKDIR: workdir /workspace")
+    assert {"type": "completed", "data": "", "success": False} == lines[-1]
+    [sandbox] = client.server.sandboxes.owned("aicomputer", "test-key")
+    os.remove(os.path.join(sandbox.root, "workspace"))
+    lines = await post_stream(client, sandbox_id, {"code": "print('back')"})
+    assert "back\n" == lines[0]["data"]

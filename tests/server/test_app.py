@@ -43,7 +43,11 @@ async def test_loopback_needs_no_api_key(host: str) -> None:
             f"{server.url}/v1/sandboxes", headers={"X-API-Key": "any-key-at-all"}
         ) as response:
             assert 200 == response.status
-            assert server.url == (await response.json())["public_host"]
+            created = await response.json()
+        assert (
+            f"{server.url}/agent/{created['id']}.local.vms.hopx.dev"
+            == (created["public_host"])
+        )
 
 
 def test_invalid_arguments() -> None:
@@ -54,6 +58,11 @@ def test_invalid_arguments() -> None:
         LocalSandboxServer(max_concurrent=0)
     with pytest.raises(ValueError, match="close_timeout"):
         LocalSandboxServer(close_timeout=0)
+    with pytest.raises(ValueError, match="max_sandboxes_per_key"):
+        LocalSandboxServer(max_sandboxes_per_key=0)
+    for name in ("send_timeout", "idle_timeout", "body_timeout", "sandbox_ttl"):
+        with pytest.raises(ValueError, match=name):
+            LocalSandboxServer(**{name: float("nan")})
     with pytest.raises(RuntimeError, match="not started"):
         _ = LocalSandboxServer().url
 

@@ -6,8 +6,16 @@ import json
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from eventkit.server.errors import REFUSALS, count_refusal, json_error, unauthorized
+from eventkit.server import hopx
+from eventkit.server.errors import (
+    REFUSALS,
+    agent_error,
+    count_refusal,
+    json_error,
+    unauthorized,
+)
 from eventkit.stats import server_stats
 
 
@@ -60,3 +68,35 @@ async def test_errors_are_json(client: Any) -> None:
     ) as response:
         assert 400 == response.status
         assert "WebSocket upgrade" in (await response.json())["message"]
+
+
+def test_agent_error_shape() -> None:
+    """The agent's shape: error and message are the text, code beside them."""
+    response = agent_error(404, "FILE_NOT_FOUND", "/a: gone", details={"path": "/a"})
+    assert response.text is not None
+    assert {
+        "error": "/a: gone",
+        "code": "FILE_NOT_FOUND",
+        "message": "/a: gone",
+        "details": {"path": "/a"},
+    } == json.loads(response.text)
+
+
+async def test_an_unexpected_failure_is_a_json_500(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that breaks: JSON 500, logged as request_failed, no traceback sent."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(hopx, "parse_env", broken)
+    with capture_logs() as logs:
+        async with client.session.post(
+            f"{client.url}/v1/sandboxes", json={}, headers={"X-API-Key": "k"}
+        ) as response:
+            assert 500 == response.status
+            text = await response.text()
+    assert "secret detail" not in text
+    assert "INTERNAL_ERROR" == json.loads(text)["error"]["code"]
+    assert ["request_failed"] == [log["event"] for log in logs]

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import sys
 import warnings
 from typing import Any
 
+import aiohttp
 import pytest
+
+from eventkit.stats import server_stats
 
 with warnings.catch_warnings():
     # hopx-ai 0.5.0 imports websockets' deprecated legacy client at import time.
@@ -178,10 +183,11 @@ async def test_output_cap_on_ndjson(client: Any) -> None:
     ) as response:
         lines = [json.loads(line) async for line in response.content]
     assert 1_000_000 == sum(len(x["data"]) for x in lines if x["type"] == "stdout")
-    assert [
-        {"type": "error", "data": "output exceeded 1000000 bytes"},
-        {"type": "completed", "data": ""},
-    ] == lines[-2:]
+    error, completed = lines[-2:]
+    assert {"type": "error", "data": "output exceeded 1000000 bytes"} == error
+    # Stopped with SIGINT (-2), or SIGKILL (-9) should the grace run out.
+    assert completed.pop("exit_code") in (-2, -9)
+    assert {"type": "completed", "data": "", "success": False} == completed
 
 
 @pytest.mark.server(first_message_timeout=0.2)
@@ -232,6 +238,7 @@ async def test_full_server_refuses_with_429(client: Any) -> None:
             assert "too many executions" in (await response.json())["message"]
 
 
+@pytest.mark.server(max_concurrent=1)
 async def test_client_leaving_while_queued(client: Any) -> None:
     """A run abandoned while queued leaves no trace in the admission counts."""
     token = (await client.create_hopx())["auth_token"]
@@ -239,7 +246,7 @@ async def test_client_leaving_while_queued(client: Any) -> None:
     async with client.agent(token) as ws:
         await ws.send(json.dumps({"type": "execute", "code": LINGER}))
         await ws.recv()
-        # Same sandbox, same directory: this one queues behind the first.
+        # The only slot is taken: this one queues behind the first.
         async with client.agent(token) as queued:
             await queued.send(json.dumps({"type": "execute", "code": "print(1)"}))
             for _ in range(100):
@@ -252,3 +259,210 @@ async def test_client_leaving_while_queued(client: Any) -> None:
             break
         await asyncio.sleep(0.05)
     assert (0, 0) == (admission.running, admission.waiting)
+
+
+# Hostile clients --------------------------------------------------------------
+
+#: Output without end, in 64 KiB writes.
+ENDLESS = (
+    "import sys\nline = 'x' * 65535 + '\\n'\nwhile True:\n    sys.stdout.write(line)\n"
+)
+
+
+@pytest.mark.server(
+    max_concurrent=8, max_queue=8, send_timeout=1.0, max_output_bytes=None
+)
+async def test_clients_that_stop_reading_lose_their_slots(client: Any) -> None:
+    """8 clients that never read hold every slot; after --send-timeout they are
+    dropped, their runs killed, and an honest client's run completes.
+    """
+    server = client.server
+    before = dict(server_stats().aborts)
+    token = (await client.create_hopx())["auth_token"]
+    # Four WebSocket clients that never call recv() (websockets stops reading
+    # after 16 frames), four AI Computer clients that never read the body.
+    hogs = [
+        await client.agent(token, max_queue=1, ping_interval=None) for _ in range(4)
+    ]
+    for ws in hogs:
+        await ws.send(json.dumps({"type": "execute", "code": ENDLESS}))
+    sandbox_id = await client.create_aicomputer()
+    streams = []
+    for _ in range(4):
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", int(client.url.rsplit(":", 1)[1])
+        )
+        body = json.dumps({"code": ENDLESS, "timeout": 300}).encode()
+        writer.write(
+            f"POST /api/v1/sandbox/{sandbox_id}/execute/stream HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: Bearer test-key\r\n"
+            f"Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        streams.append((reader, writer))
+    for _ in range(200):
+        if server.admission.running == 8:
+            break
+        await asyncio.sleep(0.05)
+    assert 8 == server.admission.running
+
+    async def honest() -> str:
+        frames = await client.run_hopx(token, "print('honest')")
+        return client.output(frames)
+
+    # Its run waits for a slot, then runs: within the send timeout and 5 s.
+    assert "honest\n" == await asyncio.wait_for(honest(), 1.0 + 5.0)
+
+    def dropped() -> int:
+        return server_stats().aborts.get("send_timeout", 0) - before.get(
+            "send_timeout", 0
+        )
+
+    # Every hog goes (the honest run needed only the first free slot).
+    for _ in range(200):
+        if dropped() == 8 and not server.admission.running:
+            break
+        await asyncio.sleep(0.05)
+    assert 8 == dropped()
+    assert (0, 0) == (server.admission.running, server.admission.waiting)
+    for ws in hogs:
+        ws.transport.abort()
+    for _, writer in streams:
+        writer.close()
+
+
+async def raw_request(client: Any, data: bytes) -> bytes:
+    """Send ``data`` on a new connection; return all the server answers."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(client.url.rsplit(":", 1)[1])
+    )
+    writer.write(data)
+    try:
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_host_without_brackets_is_403(client: Any) -> None:
+    """``Host: ::1`` (an IPv6 address without brackets) gets a JSON 403."""
+    answer = await raw_request(
+        client, b"GET /health HTTP/1.1\r\nHost: ::1\r\nConnection: close\r\n\r\n"
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403")
+    assert b"application/json" in head
+    assert "FORBIDDEN" == json.loads(body)["error"]["code"]
+    answer = await raw_request(
+        client, b"GET /health HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.server(idle_timeout=0.3)
+@pytest.mark.parametrize("sent", [b"", b"GET /health HTTP/1.1\r\nHo"])
+async def test_idle_and_header_less_connections_are_closed(
+    client: Any, sent: bytes
+) -> None:
+    """A connection that sends nothing, or never ends its headers, is closed."""
+    # raw_request reads until the server closes: it returns, with nothing.
+    assert b"" == await raw_request(client, sent)
+
+
+@pytest.mark.server(body_timeout=0.3)
+async def test_a_body_that_never_comes_is_408(client: Any) -> None:
+    """A body slower than --body-timeout: 408, the connection closed, counted."""
+    before = server_stats().aborts.get("body_timeout", 0)
+    answer = await raw_request(
+        client,
+        b"POST /v1/sandboxes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"X-API-Key: k\r\nContent-Length: 100\r\n\r\n{",
+    )
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert before + 1 == server_stats().aborts["body_timeout"]
+
+
+#: 100 MB of two-byte characters (the worst case for ASCII-escaped JSON).
+HUNDRED_MB = (
+    "import sys\n"
+    "chunk = 'é' * 65536\n"
+    "for _ in range(100_000_000 // len(chunk.encode())):\n"
+    "    sys.stdout.write(chunk)\n"
+)
+
+
+def peak_rss(pid: int) -> int:
+    """Return a process's peak resident memory (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_non_streaming_execute_memory_is_bounded() -> None:
+    """16 execute calls (HOPX and AI Computer) printing 100 MB each: the server's
+    peak memory grows by about the output cap per slot, not per byte printed.
+    """
+    cap = 8 << 20
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "eventkit",
+        "serve",
+        "--port",
+        "0",
+        "--max-output-bytes",
+        str(cap),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert server.stderr is not None
+    try:
+        line = (await server.stderr.readline()).decode()
+        url = line.split("listening on ")[1].strip()
+        start = peak_rss(server.pid)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{url}/api/v1/sandbox/create", headers={"Authorization": "Bearer k"}
+            ) as response:
+                sandbox_id = (await response.json())["sandbox_id"]
+            async with session.post(
+                f"{url}/v1/sandboxes", json={}, headers={"X-API-Key": "k"}
+            ) as response:
+                created = await response.json()
+
+            async def execute(target: str, headers: dict[str, str]) -> int:
+                async with session.post(
+                    target, json={"code": HUNDRED_MB, "timeout": 120}, headers=headers
+                ) as response:
+                    assert 200 == response.status
+                    size = 0
+                    async for chunk in response.content.iter_chunked(1 << 20):
+                        size += len(chunk)
+                    return size
+
+            sizes = await asyncio.gather(
+                *(
+                    execute(
+                        f"{url}/api/v1/sandbox/{sandbox_id}/execute",
+                        {"Authorization": "Bearer k"},
+                    )
+                    for _ in range(8)
+                ),
+                *(
+                    execute(
+                        f"{created['public_host']}/execute",
+                        {"Authorization": f"Bearer {created['auth_token']}"},
+                    )
+                    for _ in range(8)
+                ),
+            )
+        # Each answer holds the cap's worth of output, as UTF-8 (not \\u00e9).
+        assert all(cap <= size < cap + 4096 for size in sizes)
+        grown = peak_rss(server.pid) - start
+        # 8 slots hold at most 8 caps (64 MiB); ASCII-escaped or held twice,
+        # the same calls took over 400 MB.
+        assert grown < 160 << 20, f"peak grew by {grown >> 20} MiB"
+    finally:
+        server.send_signal(signal.SIGINT)
+        await server.wait()

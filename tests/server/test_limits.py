@@ -19,6 +19,7 @@ from eventkit.server.limits import Admission, Limits, TooManyRequestsError
         {"max_timeout": math.inf},
         {"max_code_bytes": 0},
         {"max_output_bytes": -1},
+        {"max_file_bytes": 0},
         {"max_concurrent": True},
     ],
 )
@@ -65,3 +66,10 @@ async def test_admission_queues_in_order() -> None:
     await asyncio.gather(*tasks)
     assert ["first", "second"] == order
     assert (0, 0) == (admission.running, admission.waiting)
+
+
+def test_collected_output_is_always_capped() -> None:
+    """Without an output cap, non-streaming answers still keep 64 MiB at most."""
+    assert 64 << 20 == Limits(max_output_bytes=None).collected_output_bytes
+    assert 5 == Limits(max_output_bytes=5).collected_output_bytes
+    assert (64 << 20) == Limits().max_output_bytes

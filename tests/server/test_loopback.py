@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from eventkit.server.loopback import is_loopback
+from eventkit.server.loopback import host_of, is_loopback
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,23 @@ async def test_foreign_host_header_is_refused(client: Any) -> None:
         f"{client.url}/dev/token", headers={"Host": "localhost"}
     ) as response:
         assert 200 == response.status
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("127.0.0.1:7777", "127.0.0.1"),
+        ("localhost", "localhost"),
+        ("[::1]:80", "::1"),
+        ("[::1]", "::1"),
+        ("::1", None),
+        ("[::1", None),
+        ("[nonsense]:1", None),
+        ("host:port", None),
+        ("a b", None),
+        ("", None),
+    ],
+)
+def test_host_of(header: str, expected: str | None) -> None:
+    """Names, addresses and bracketed IPv6 are read; ambiguous or broken ones not."""
+    assert expected == host_of(header)

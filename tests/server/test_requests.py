@@ -12,7 +12,10 @@ from eventkit.server.requests import (
     ExecuteRequest,
     RequestError,
     parse_aicomputer_execute,
+    parse_command,
+    parse_env,
     parse_hopx_execute,
+    parse_hopx_run,
     read_json,
 )
 
@@ -136,3 +139,48 @@ async def test_read_json_refuses_what_is_not_json(raw: bytes) -> None:
     """Broken JSON, bytes that are not UTF-8, absurd nesting: RequestError."""
     with pytest.raises(RequestError, match="not valid JSON"):
         await read_json(cast("Any", Body(raw)))
+
+
+def test_hopx_run_body_and_its_default_timeout() -> None:
+    """The HTTP /execute body: the execute message's fields, without type."""
+    run = parse_hopx_run(
+        {"code": "1", "language": "bash", "working_dir": "/w"},
+        LIMITS,
+        default_timeout=9,
+    )
+    assert ("bash", 9.0, "/w") == (run.language, run.timeout, run.workdir)
+    with pytest.raises(RequestError, match="JSON object"):
+        parse_hopx_run([], LIMITS)
+
+
+def test_commands_run_as_one_exec_line() -> None:
+    """bash -c LINE: a one-line program exec-ing it; the line shown as written."""
+    run, shown = parse_command(
+        {"command": "bash", "args": ["-c", "echo 'hi'; exit 2"], "workdir": "/x"},
+        LIMITS,
+    )
+    assert ("bash", "/x", "echo 'hi'; exit 2") == (run.language, run.workdir, shown)
+    assert run.code == "exec bash -c 'echo '\"'\"'hi'\"'\"'; exit 2'"
+    run, shown = parse_command({"command": "ls", "args": ["-l", "a b"]}, LIMITS)
+    assert ("exec ls -l 'a b'", "ls -l 'a b'", 30.0) == (run.code, shown, run.timeout)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"command": ""}, "command must be a non-empty string"),
+        ({"command": "ls", "args": "-l"}, "args must be a list of strings"),
+        ({"command": "ls", "args": ["\0"]}, "must not contain NUL"),
+    ],
+)
+def test_invalid_commands(body: dict[str, object], expected: str) -> None:
+    """Commands without a name, args that are not strings, NUL: refused."""
+    with pytest.raises(RequestError, match=expected):
+        parse_command(body, LIMITS)
+
+
+def test_env_vars_are_checked() -> None:
+    """Sandbox variables: names and string values, as a run's env."""
+    assert {"A": "1"} == parse_env({"A": "1"})
+    with pytest.raises(RequestError, match="env_vars"):
+        parse_env({"A=B": "1"})

@@ -148,6 +148,8 @@ async def test_eventkit_aicomputer_source(server: LocalSandboxServer) -> None:
         sink=sink,
     )
     assert "ndjson\n" == "".join(e.data for e in sink.events if e.type == "stdout")
-    assert ["error", "completed"] == [e.type for e in sink.events[-2:]]
-    assert "process exited with code 2" == sink.events[-2].data
+    assert ["error", "result", "completed"] == [e.type for e in sink.events[-3:]]
+    assert "process exited with code 2" == sink.events[-3].data
+    assert 2 == sink.events[-2].attrs["exit_code"]
+    assert sink.events[-1].attrs["success"] is False
     assert 0 == len(server.sandboxes)  # the source deleted its sandbox

@@ -31,3 +31,12 @@ def test_public_host_follows_the_client_on_a_wildcard() -> None:
     assert "http://10.0.0.5:7777" == state(
         url="http://127.0.0.1:7777", wildcard=True
     ).public_host(request)
+
+
+def test_agent_url_ends_like_a_hopx_host() -> None:
+    """A sandbox's agent is under the server, at a path the SDK can parse."""
+    request = make_mocked_request("GET", "/")
+    sandbox = cast("Any", type("S", (), {"id": "sbx-1"}))
+    assert "http://127.0.0.1:7777/agent/sbx-1.local.vms.hopx.dev" == state(
+        url="http://127.0.0.1:7777"
+    ).agent_url(request, sandbox)

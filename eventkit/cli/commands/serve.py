@@ -1,17 +1,26 @@
 """``eventkit serve``: the local sandbox, for the official HOPX and AI Computer SDKs.
 
 Prints where it listens (and where its metrics are, with ``--metrics-port``)
-on standard error, then serves until interrupted.
+on standard error, then serves until interrupted. SIGTERM stops it as
+Ctrl-C does: runs killed and reaped, sandbox directories removed.
+
+The API key comes from ``--api-key``, ``--api-key-file`` (its first line)
+or the ``EVENTKIT_API_KEY`` environment variable, in that order; the last
+two keep it out of ``ps``.
 
 Failure behaviour: exit status 2 for settings the server refuses (a public
-address without ``--api-key``, say), 1 when a port cannot be bound, 0 when
-stopped.
+address without an API key, an empty or unreadable key file, say), 1 when a
+port cannot be bound, 130 after Ctrl-C and 143 after SIGTERM (128 + the
+signal), once everything is cleaned up.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import contextlib
+import os
+import signal
+from typing import TYPE_CHECKING, Any
 
 from eventkit import sinks
 from eventkit.cli.display import error_console, print_error
@@ -21,47 +30,106 @@ from eventkit.server import serve
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["main"]
+__all__ = ["API_KEY_VARIABLE", "main"]
+
+#: The environment variable the API key is read from, when no flag gives it.
+API_KEY_VARIABLE = "EVENTKIT_API_KEY"
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """Return the API key the flags or the environment give, or None.
+
+    Raises:
+        ValueError: If the key file cannot be read or its key is empty.
+    """
+    if args.api_key is not None:
+        return str(args.api_key)
+    if args.api_key_file is not None:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as file:
+                key = file.readline().strip()
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"cannot read --api-key-file: {exc}") from None
+        if not key:
+            raise ValueError(f"--api-key-file {args.api_key_file}: the key is empty")
+        return key
+    key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    return key or None
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the :class:`~eventkit.server.LocalSandboxServer` options of the flags.
+
+    Raises:
+        ValueError: As :func:`api_key`.
+    """
+    return {
+        "api_key": api_key(args),
+        "max_concurrent": args.max_concurrent,
+        "max_queue": args.max_queue,
+        "max_timeout": args.max_timeout,
+        "max_code_bytes": args.max_code_bytes,
+        "max_output_bytes": args.max_output_bytes,
+        "max_file_bytes": args.max_file_bytes,
+        "max_sandboxes": args.max_sandboxes,
+        "max_sandboxes_per_key": args.max_sandboxes_per_key,
+        "sandbox_ttl": args.sandbox_ttl,
+        "send_timeout": args.send_timeout,
+        "idle_timeout": args.idle_timeout,
+        "body_timeout": args.body_timeout,
+        # The isolation flags become ``local_options`` (and
+        # ``can_cut_network``) here.
+    }
 
 
 def main(args: argparse.Namespace) -> int:
     """Serve the local sandbox until interrupted; return the exit status."""
     err = error_console()
+    terminated = False
 
     def ready(url: str) -> None:
         err.print(f"eventkit sandbox listening on [bold]{url}[/]")
         err.print(f"  HOPX:        AsyncSandbox.create(..., base_url={url!r})")
         err.print(f"  AI Computer: SandboxClient(base_url={url!r})")
 
-    async def sandbox() -> None:
-        await serve(
-            args.host,
-            args.port,
-            api_key=args.api_key,
-            max_concurrent=args.max_concurrent,
-            max_queue=args.max_queue,
-            max_timeout=args.max_timeout,
-            max_code_bytes=args.max_code_bytes,
-            max_output_bytes=args.max_output_bytes,
-            on_ready=ready,
-        )
+    async def sandbox(settings: dict[str, Any]) -> None:
+        await serve(args.host, args.port, on_ready=ready, **settings)
 
-    async def serve_all() -> None:
+    async def serve_all(settings: dict[str, Any]) -> None:
+        nonlocal terminated
+        main_task = asyncio.current_task()
+        assert main_task is not None
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            main_task.cancel()
+
+        loop = asyncio.get_running_loop()
+        # SIGTERM as Ctrl-C: cancel, so that every run is killed and every
+        # directory removed before the process exits.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, terminate)
         if args.metrics_port is None:
-            await sandbox()
+            await sandbox(settings)
             return
         # No pipeline here: the server's and the sources' own numbers only.
         collector_for(self_metrics=True)
         async with sinks.prometheus_http(args.metrics_port) as metrics:
             err.print(f"metrics on [bold]{metrics.url}[/]")
-            await sandbox()
+            await sandbox(settings)
 
     try:
-        asyncio.run(serve_all())
+        settings = options(args)
+        asyncio.run(serve_all(settings))
     except ValueError as exc:
         print_error(err, exc)
         return 2
     except OSError as exc:
         print_error(err, exc)
         return 1
+    except asyncio.CancelledError:
+        if terminated:
+            return 128 + signal.SIGTERM
+        raise
     return 0
