@@ -4,8 +4,10 @@
 byte, and :meth:`CuttingProxy.cut` drops every connection open at once (both
 sides reset, no close frame, no FIN): the client sees a WebSocket lost with
 1006, the server a connection reset. Connections made after a cut are
-forwarded as before. ``cut_after(n)`` arms a cut for when ``n`` more bytes
-went from the server to the client, to cut in the middle of a burst.
+forwarded as before, unless :meth:`CuttingProxy.block` made the proxy reset
+every new connection (a link still down) until :meth:`CuttingProxy.unblock`.
+``cut_after(n)`` arms a cut for when ``n`` more bytes went from the server to
+the client, to cut in the middle of a burst.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class CuttingProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._armed: int | None = None
+        self._blocked = False
         self.port = 0
         self.connections = 0
         self.cuts = 0
@@ -73,6 +76,14 @@ class CuttingProxy:
         self._writers.clear()
         self.cut_done.set()
 
+    def block(self) -> None:
+        """Reset every new connection at once, until :meth:`unblock`."""
+        self._blocked = True
+
+    def unblock(self) -> None:
+        """Forward new connections again."""
+        self._blocked = False
+
     def cut_after(self, count: int) -> None:
         """Cut once ``count`` more bytes went from the server to the client."""
         self.cut_done.clear()
@@ -82,6 +93,9 @@ class CuttingProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.connections += 1
+        if self._blocked:
+            _reset(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:

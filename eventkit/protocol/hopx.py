@@ -66,8 +66,13 @@ resource_limit      ``{"type": "error", "error", "code", "timestamp"}``, code
 error               the same, code from the executor's (``EXECUTION_FAILED``
                     for a failed spawn, ``LANGUAGE_UNAVAILABLE``)
 result              ``{"type", "exit_code", "execution_time", "timestamp"}``
-completed           ``{"type": "complete", "success"}``
+completed           ``{"type": "complete", "success"}``, and ``"truncated":
+                    true`` when the event's attrs say so (output cut by a
+                    server's ``--output-policy truncate``)
 =================== ===========================================================
+
+A resumable encoder (``HopxEncoder(resumable=True)``) puts a ``sequence`` on
+every frame, one counter for all.
 
 Failure behaviour: the decoder never raises on bad input (what cannot be
 read becomes an ``invalid_frame`` error event); the encoder never raises on
@@ -727,10 +732,17 @@ class HopxEncoder:
         message = _message(event)
         if message is None:
             return []
+        return [self._numbered(message)]
+
+    def error(self, message: str, code: str, timestamp: float) -> bytes:
+        """Return an ``error`` frame of the server's own (numbered if resumable)."""
+        return self._numbered(_error(message, code, timestamp))
+
+    def _numbered(self, message: dict[str, Any]) -> bytes:
         if self._resumable:
             message["sequence"] = self.sequence
             self.sequence += 1
-        return [_encode(message)]
+        return _encode(message)
 
 
 def _message(event: Event) -> dict[str, Any] | None:
@@ -747,5 +759,11 @@ def _message(event: Event) -> dict[str, Any] | None:
             "timestamp": iso_timestamp(event.timestamp),
         }
     if kind == "completed":
-        return {"type": "complete", "success": bool(attrs.get("success"))}
+        complete: dict[str, Any] = {
+            "type": "complete",
+            "success": bool(attrs.get("success")),
+        }
+        if attrs.get("truncated") is True:
+            complete["truncated"] = True
+        return complete
     return None

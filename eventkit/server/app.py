@@ -56,6 +56,12 @@ from eventkit.server.limits import (
     is_number,
 )
 from eventkit.server.loopback import host_middleware, is_loopback
+from eventkit.server.resume import (
+    DEFAULT_BUFFER_BYTES,
+    DEFAULT_TOTAL_BYTES,
+    DEFAULT_WINDOW,
+    Executions,
+)
 from eventkit.server.sandboxes import Registry
 from eventkit.server.state import State
 from eventkit.stats import server_stats
@@ -132,10 +138,17 @@ class LocalSandboxServer:
         close_timeout: Seconds to wait for a client's close after
             ``complete``.
         send_timeout: Seconds a send may wait for a client that does not
-            read before its connection is dropped and its run killed.
+            read before its connection is dropped and its run killed (a
+            resumable execution's run goes on, waiting for a resume).
         idle_timeout: Seconds a connection may stay without a whole request
             (idle, or still sending its headers) before it is closed.
         body_timeout: Seconds a request's body may take to arrive (408).
+        resume_buffer_bytes: Bytes of frames a resumable execution keeps
+            for a client that reconnects (:mod:`eventkit.server.resume`).
+        resume_window: Seconds a resumable execution waits for a client
+            to reconnect (its run goes on meanwhile), and is kept once ended.
+        resume_buffer_total: Bytes of frames all resumable executions keep
+            together; the oldest ended ones are forgotten first.
         local_options: Extra keyword arguments for every run's
             :func:`eventkit.sources.local`: how runs are isolated.
         can_cut_network: Whether those options can keep a run off the
@@ -169,6 +182,9 @@ class LocalSandboxServer:
         send_timeout: float = 30.0,
         idle_timeout: float = 30.0,
         body_timeout: float = 30.0,
+        resume_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        resume_window: float = DEFAULT_WINDOW,
+        resume_buffer_total: int = DEFAULT_TOTAL_BYTES,
         local_options: Mapping[str, Any] | None = None,
         can_cut_network: bool = False,
     ) -> None:
@@ -176,6 +192,8 @@ class LocalSandboxServer:
         for name, count in (
             ("max_sandboxes", max_sandboxes),
             ("max_sandboxes_per_key", max_sandboxes_per_key),
+            ("resume_buffer_bytes", resume_buffer_bytes),
+            ("resume_buffer_total", resume_buffer_total),
         ):
             if not is_int(count) or count < 1:
                 raise ValueError(f"{name} must be >= 1, not {count!r}")
@@ -186,6 +204,7 @@ class LocalSandboxServer:
             ("send_timeout", send_timeout),
             ("idle_timeout", idle_timeout),
             ("body_timeout", body_timeout),
+            ("resume_window", resume_window),
         ):
             if not is_number(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, not {value!r}")
@@ -209,6 +228,7 @@ class LocalSandboxServer:
         self._send_timeout = send_timeout
         self._idle_timeout = idle_timeout
         self._body_timeout = body_timeout
+        self._resume = (resume_buffer_bytes, resume_window, resume_buffer_total)
         self._local_options = dict(local_options or {})
         self._can_cut_network = can_cut_network
         self._state: State | None = None
@@ -235,6 +255,15 @@ class LocalSandboxServer:
             RuntimeError: Before :meth:`start`.
         """
         return self._started().admission
+
+    @property
+    def executions(self) -> Executions:
+        """The resumable executions held now.
+
+        Raises:
+            RuntimeError: Before :meth:`start`.
+        """
+        return self._started().executions
 
     @property
     def sandboxes(self) -> Registry:
@@ -273,6 +302,11 @@ class LocalSandboxServer:
                 can_cut_network=self._can_cut_network,
             ),
             admission=Admission(self.limits.max_concurrent, self.limits.max_queue),
+            executions=Executions(
+                buffer_bytes=self._resume[0],
+                window=self._resume[1],
+                total_bytes=self._resume[2],
+            ),
             wildcard=self.host in _WILDCARDS,
             first_message_timeout=self._first_message_timeout,
             close_timeout=self._close_timeout,
@@ -336,6 +370,7 @@ class LocalSandboxServer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
             # Runs first: their handlers then close their own connections.
+            await state.executions.close()
             await state.sandboxes.close()
             for ws in list(state.websockets):
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server closing")

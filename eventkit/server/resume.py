@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
 __all__ = [
     "DEFAULT_BUFFER_BYTES",
@@ -230,7 +230,7 @@ class Execution:
             self._expire_in(None, None)
         return reader
 
-    def detach(self, reader: Reader) -> None:
+    def detach(self, reader: Reader | None) -> None:
         """Detach ``reader``, whose connection is gone; the run goes on.
 
         The run is cancelled if no connection resumes it within the window.
@@ -314,6 +314,10 @@ class Executions:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def __iter__(self) -> Iterator[Execution]:
+        """The executions held, oldest first."""
+        return iter(list(self._by_id.values()))
+
     def start(
         self, owner: object, run: Callable[[Execution], Awaitable[None]]
     ) -> Execution:
@@ -335,6 +339,8 @@ class Executions:
         execution._task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # Without a connection until one attaches: the window counts already.
+        execution.detach(None)
         return execution
 
     async def _drive(

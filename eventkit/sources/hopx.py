@@ -44,7 +44,7 @@ Failure behaviour:
   doubling) and resumes after the last frame it received, so the code runs
   once and every event comes once, in order. Frames the server no longer
   holds become one ``gap`` event whose range is exactly the events lost.
-  ``max_reconnects`` attempts in a row without a frame received, or a server
+  ``max_reconnects`` attempts in a row without a new frame received, or a server
   without the extension (a HOPX agent), end the run as a close before
   ``complete`` (above), with the first cut's code. Iterating the stream
   again starts a new run, on purpose.
@@ -168,8 +168,10 @@ class _WebSocketSource:
                 ending = self._ending(decoder, exc, stats)
             else:
                 yield decoder.start()
-                # Reconnections in a row without a frame received between.
+                # Reconnections in a row without progress (a new frame)
+                # between, and the last frame received at the last cut.
                 attempts = 0
+                mark = decoder.server_sequence
                 while True:
                     # decode=False hands text messages over as UTF-8 bytes,
                     # which msgspec reads directly: no str is made.
@@ -181,7 +183,6 @@ class _WebSocketSource:
                     except ConnectionClosed as exc:
                         closed = exc
                     else:
-                        attempts = 0
                         # Then every message already received, without
                         # waiting (recv() returns at once while frames are
                         # queued): decoded together, one trip through the
@@ -194,6 +195,8 @@ class _WebSocketSource:
                                 break
                         stats.frames += len(received)
                         batch = receive_all(received)
+                        if decoder.server_sequence != mark:
+                            attempts, mark = 0, decoder.server_sequence
                         if batch:
                             yield batch
                         if decoder.finished:
@@ -375,8 +378,8 @@ def websocket(
             connection (see the module docstring); the server must be an
             ``eventkit serve`` for it to take effect, other agents run the
             code as usual and a cut ends the run as without it.
-        max_reconnects: Reconnection attempts in a row (without a frame
-            received between them) before giving up.
+        max_reconnects: Reconnection attempts in a row (without a new
+            frame received between them) before giving up.
         reconnect_backoff: Seconds before the second attempt; doubled for
             each further one, up to 10 s. The first is at once.
 

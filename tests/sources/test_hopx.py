@@ -479,3 +479,64 @@ async def test_websockets_keeps_received_frames_where_we_look(
     async with connect(server.url) as ws:
         await ws.send("{}")
         assert isinstance(ws.recv_messages.frames, Sized)
+
+
+# Reconnecting -------------------------------------------------------------
+
+
+async def test_reconnect_asks_for_a_resumable_execution(serve_script: Serve) -> None:
+    """reconnect=True adds "resumable": true to the execute message."""
+    server = await serve_script([RESULT, COMPLETE])
+    await read(websocket(server.url, "1", reconnect=True))
+    assert json.loads(server.received[0])["resumable"] is True
+
+
+async def test_reconnect_without_the_extension_ends_as_before(
+    serve_script: Serve,
+) -> None:
+    """An agent that names no execution: a lost connection is not resumed."""
+    server = await serve_script([stdout("x"), Abort()])
+    seen, error = await read_until_closed(websocket(server.url, "1", reconnect=True))
+    assert ["started", "stdout"] == types(seen)
+    assert 1006 == error.code
+    assert 1 == len(server.headers)  # connected once
+
+
+@pytest.mark.parametrize("code", [1000, 1008, 1003])
+async def test_reconnect_only_after_a_lost_connection(
+    serve_script: Serve, code: int
+) -> None:
+    """A close that is the server's decision (1000, 1008, ...) is not resumed."""
+    execution = '{"type": "execution", "execution_id": "e1"}'
+    server = await serve_script([execution, Close(code, "no")])
+    _, error = await read_until_closed(websocket(server.url, "1", reconnect=True))
+    assert (code, "no") == (error.code, error.reason)
+    assert 1 == len(server.headers)
+
+
+async def test_reconnect_gives_up_after_max_reconnects(serve_script: Serve) -> None:
+    """Every resume lost too: max_reconnects attempts, then the first cut's error."""
+    execution = '{"type": "execution", "execution_id": "e1"}'
+    server = await serve_script([execution, Abort()])
+    stream = websocket(
+        server.url, "1", reconnect=True, max_reconnects=3, reconnect_backoff=0.01
+    )
+    seen, error = await read_until_closed(stream)
+    assert ["started"] == types(seen)
+    assert 1006 == error.code
+    assert 4 == len(server.headers)  # the run, then three attempts
+    resumes = [json.loads(message) for message in server.received[1:]]
+    assert [{"type": "resume", "execution_id": "e1", "after": -1}] * 3 == resumes
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_reconnects": 0}, "max_reconnects must be at least 1"),
+        ({"reconnect_backoff": -1.0}, "reconnect_backoff must be 0 or more"),
+    ],
+)
+def test_invalid_reconnect_settings(options: dict[str, Any], message: str) -> None:
+    """Reconnect settings are checked at once."""
+    with pytest.raises(ValueError, match=message):
+        websocket("ws://127.0.0.1:1", "1", reconnect=True, **options)
