@@ -228,8 +228,71 @@ def _add_serve(commands: _Subparsers) -> None:
         metavar="S",
         help="seconds a request body may take to arrive (default 30)",
     )
-    # Isolation flags (--isolation, --no-network, --max-memory-bytes,
-    # --interrupt-grace) go here, with the local executor's options.
+    serve.add_argument(
+        "--output-policy",
+        choices=("kill", "truncate"),
+        default="kill",
+        help="a run over --max-output-bytes: kill it (default), or truncate: "
+        "stdout and stderr each keep their first and last half of the cap, the "
+        "run goes on, and its complete frame says truncated",
+    )
+    serve.add_argument(
+        "--resume-buffer-bytes",
+        type=int,
+        default=16 << 20,
+        metavar="B",
+        help="frames a resumable execution keeps for a client that reconnects "
+        "(default 16 MiB)",
+    )
+    serve.add_argument(
+        "--resume-window",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a resumable execution waits for its client to reconnect "
+        "(the run goes on meanwhile) and is kept once ended (default 60)",
+    )
+    serve.add_argument(
+        "--resume-buffer-total",
+        type=int,
+        default=256 << 20,
+        metavar="B",
+        help="frames all resumable executions keep together (default 256 MiB)",
+    )
+    isolation = serve.add_argument_group("isolation of the code (docs/security.md)")
+    isolation.add_argument(
+        "--isolation",
+        choices=("auto", "bwrap", "none"),
+        default="auto",
+        help="auto (default): each run in a bubblewrap sandbox where one "
+        "starts, else unisolated (said at start-up); bwrap: refuse to start "
+        "without one; none: the code sees this machine as the server's user "
+        "(refused on any address but loopback unless given)",
+    )
+    isolation.add_argument(
+        "--no-network",
+        action="store_true",
+        help="isolated runs have no network at all",
+    )
+    isolation.add_argument(
+        "--max-memory-bytes",
+        type=int,
+        metavar="B",
+        help="memory a run may use, its whole tree where a cgroup can be made",
+    )
+    isolation.add_argument(
+        "--max-processes",
+        type=int,
+        metavar="N",
+        help="processes a run may have at once (fork bombs stop there)",
+    )
+    isolation.add_argument(
+        "--interrupt-grace",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between SIGINT and SIGKILL when a run is stopped (default 2)",
+    )
     serve.add_argument(
         "--metrics-port",
         type=int,
