@@ -23,6 +23,7 @@ from bench import (
     core,
     dashboard,
     executor,
+    fanin,
     ingest,
     observability,
     redis,
@@ -49,6 +50,12 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
     "ingest": (
         "WebSocket ingest: eventkit's HOPX source vs a bare websockets client",
         lambda args, step: ingest.measure(args.frames, args.repetitions, step),
+    ),
+    "fanin": (
+        "fan-in: 1,000 HOPX streams merged through the chain vs bare clients",
+        lambda args, step: fanin.measure(
+            args.streams, args.stream_frames, args.repetitions, step
+        ),
     ),
     "executor": (
         "local executor: start to first stdout vs a bare subprocess",
@@ -84,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=3, help="core: rounds")
     parser.add_argument("--frames", type=int, default=200_000, help="ingest: frames")
     parser.add_argument("--spawns", type=int, default=20, help="executor: rounds")
+    parser.add_argument("--streams", type=int, default=1000, help="fanin: streams")
+    parser.add_argument(
+        "--stream-frames", type=int, default=1024, help="fanin: messages per stream"
+    )
     parser.add_argument("--starts", type=int, default=20, help="startup: rounds")
     parser.add_argument(
         "--redis-events", type=int, default=100_000, help="redis: events"
@@ -148,6 +159,9 @@ def show(report: dict[str, Any], console: Console) -> None:
             "[green]yes[/]" if met else "[red]no[/]",
         )
     console.print(targets)
+    for name, value in report.get("info", {}).items():
+        shown = _number(value) if isinstance(value, int | float) else str(value)
+        console.print(f"  {name}: {shown}")
 
 
 def meets(value: float, target: str) -> bool:

@@ -9,15 +9,15 @@ ends. Client variants, interleaved round-robin after one warm-up round:
 (bare)   websockets' client sending the same ``execute`` message and reading
          every message with ``recv(decode=False)``, no JSON decoding at all;
 (source) :func:`eventkit.sources.websocket` with ``compression=None``,
-         iterating every event of the stream (the source alone, as the runner
-         iterates it, without aiostream's streamer wrapper);
+         read as the runner reads it: ``batches()``, each holding the events
+         of every message already received, every event looked at;
 (run)    the same through ``eventkit.run(stream, sink=sinks.call(...))``, the
          way an application consumes it.
 
 Two servers:
 
-- ``send``: a Python server calling ``await ws.send(frame)`` per message,
-  the setup the target is set for. The sender, not the client, is then the
+- ``send``: a Python server calling ``await ws.send(frame)`` per message.
+  The sender, not the client, is then the
   bottleneck (~5 µs per message, baselines §5), so the ratio shows whether
   the source keeps up with a real Python peer. Measured here, a *slower*
   client even gets its messages faster from it: a client that drains the
@@ -26,7 +26,8 @@ Two servers:
   can exceed 1 and does not measure the source's cost;
 - ``prebuilt``: the server writes the same messages pre-framed straight to the
   transport, so it costs almost nothing and the client is the bottleneck:
-  the ratio there is the source's whole per-message overhead.
+  the ratio there is the source's whole per-message overhead, and the
+  target (>= 0.9) is set on it.
 
 Client CPU time per message (``time.process_time``) is reported as well; it
 is the client's cost only against the prebuilt server, where the client never
@@ -38,6 +39,7 @@ Run it alone with ``python -m bench.ingest [frames] [repetitions]``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -80,7 +82,7 @@ SERVERS: Final = ("send", "prebuilt")
 
 VARIANTS: Final = {
     "bare": "bare websockets client, recv(decode=False), no decoding",
-    "source": "eventkit websocket source (compression=None), every event",
+    "source": "eventkit websocket source (compression=None), its batches",
     "run": "eventkit.run(source, sink=sinks.call(...))",
 }
 
@@ -161,14 +163,16 @@ async def bare(url: str, frames: int) -> int:
 
 
 async def source(url: str, frames: int) -> int:
-    """Iterate the eventkit source; return how many stdout events came."""
+    """Read the eventkit source as the runner does; return how many stdout came."""
     stream = websocket(url, CODE, compression=None, max_size=2**20)
     received = 0
-    # stream.source, as the runner iterates it: aiostream's streamer wrapper
-    # (~0.25 µs per event) is not the source's cost.
-    async for event in stream.source:
-        if event.type == "stdout":
-            received += 1
+    # batches(), as the driver reads every eventkit source: each batch holds
+    # the events of every message already received.
+    async with contextlib.aclosing(stream.batches()) as batches:  # type: ignore[type-var]
+        async for batch in batches:
+            for event in batch:
+                if event.type == "stdout":
+                    received += 1
     return received
 
 
@@ -293,7 +297,7 @@ def measure(
         base: float = variants[under]["events_per_second"]
         return rate / base
 
-    source_bare = ratio("source", "bare")
+    source_bare = ratio("source, prebuilt", "bare, prebuilt")
     return {
         "benchmark": "ingest",
         "title": (
@@ -304,12 +308,15 @@ def measure(
         "repetitions": repetitions,
         "pinned": {"server": server_core, "client": sorted(client_cores or ())},
         "variants": variants,
-        "targets": {"source/bare": {"value": source_bare, "target": ">= 0.85"}},
+        "targets": {
+            "source/bare, prebuilt (client-bound)": {
+                "value": source_bare,
+                "target": ">= 0.9",
+            }
+        },
         "info": {
-            "run/bare": ratio("run", "bare"),
-            "source/bare, prebuilt (client-bound)": ratio(
-                "source, prebuilt", "bare, prebuilt"
-            ),
+            "source/bare, send server": ratio("source", "bare"),
+            "run/bare, send server": ratio("run", "bare"),
             "run/bare, prebuilt (client-bound)": ratio(
                 "run, prebuilt", "bare, prebuilt"
             ),
@@ -321,7 +328,7 @@ def measure(
                 - variants["bare, prebuilt"]["client_cpu_us_per_frame"]
             ),
         },
-        "targets_met": source_bare >= 0.85,
+        "targets_met": source_bare >= 0.9,
     }
 
 

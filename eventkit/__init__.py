@@ -26,7 +26,7 @@ from eventkit.exceptions import (
 
 if typing.TYPE_CHECKING:
     from eventkit import pipe, sinks, sources, stream
-    from eventkit.merge import merge
+    from eventkit.fanin import merge
     from eventkit.runner import run
     from eventkit.streams import EventStream, Stage
 
@@ -53,7 +53,7 @@ __getattr__, __dir__ = _lazy(
     {
         "EventStream": "eventkit.streams:EventStream",
         "Stage": "eventkit.streams:Stage",
-        "merge": "eventkit.merge:merge",
+        "merge": "eventkit.fanin:merge",
         "run": "eventkit.runner:run",
         "pipe": "eventkit.pipe",
         "sinks": "eventkit.sinks",

@@ -21,6 +21,8 @@ import re
 from typing import TYPE_CHECKING, Literal
 
 from eventkit.operators.buffer import BufferBytes
+from eventkit.operators.cap import CapOutput
+from eventkit.operators.lines import Lines
 from eventkit.operators.log import LogEvents, LogSummaries
 from eventkit.operators.metrics import ExportMetrics, ExportRunMetrics
 from eventkit.operators.progress import TrackProgress
@@ -42,8 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "buffer_bytes",
+    "cap_output",
     "exclude",
     "export_metrics",
+    "lines",
     "log_events",
     "merge",
     "only",
@@ -65,7 +69,7 @@ def merge(
     stream.
     """
     # Imported here: merging needs the driver, loaded with the first chain.
-    from eventkit.merge import merge as merged
+    from eventkit.fanin import merge as merged
 
     def apply(source: AsyncIterable[Event]) -> EventStream:
         return merged(source, *others)
@@ -141,6 +145,62 @@ def buffer_bytes(
     return Stage(
         f"buffer_bytes({limit})",
         functools.partial(BufferBytes, limit, types=types, max_age=max_age),
+    )
+
+
+def cap_output(
+    head: int = 65536,
+    tail: int = 65536,
+    *,
+    types: Iterable[str] = ("stdout", "stderr"),
+) -> Stage:
+    """Keep the first ``head`` and the last ``tail`` bytes of each run's output.
+
+    See :class:`~eventkit.operators.cap.CapOutput`: per run and type, the
+    head passes live; then the last ``tail`` bytes are held until the run's
+    next lifecycle event (or the end), where a ``truncated`` event (``stream``,
+    ``omitted_bytes``, ``omitted_events``) comes before them: the error at
+    the end of a flood is never lost, and never moves past the event after
+    it.
+
+    Raises:
+        ValueError: If ``head`` or ``tail`` is negative, or ``types`` empty.
+    """
+    types = tuple(types)
+    return Stage(
+        f"cap_output({head}, {tail})",
+        functools.partial(CapOutput, head, tail, types=types),
+    )
+
+
+def lines(
+    *,
+    max_line_bytes: int = 65536,
+    max_age: float | None = None,
+    collapse_cr: bool = False,
+    types: Iterable[str] = ("stdout", "stderr"),
+) -> Stage:
+    """Regroup each run's output into chunks of whole lines.
+
+    See :class:`~eventkit.operators.lines.Lines`: an unfinished line waits
+    for its newline, up to ``max_line_bytes``, ``max_age`` seconds (so a
+    prompt still shows) or the run's next lifecycle event; with
+    ``collapse_cr``, a line redrawn with ``\\r`` keeps only its last state.
+
+    Raises:
+        ValueError: If ``max_line_bytes`` is below 4, ``max_age`` negative or
+            ``types`` empty.
+    """
+    types = tuple(types)
+    return Stage(
+        "lines",
+        functools.partial(
+            Lines,
+            max_line_bytes=max_line_bytes,
+            max_age=max_age,
+            collapse_cr=collapse_cr,
+            types=types,
+        ),
     )
 
 
@@ -279,12 +339,11 @@ def log_events(
 
     - ``"events"``: one entry per selected event (see
       :class:`~eventkit.operators.log.LogEvents`);
-    - ``"summary"``: the lifecycle events (``started``, ``result``,
-      ``error``, ``resource_limit``, unless ``types`` says otherwise) and one
-      ``run_summary`` entry per run when it ends, in place of ``completed``:
-      duration, exit code, success, events and bytes per type, gaps, limits
-      hit (see :class:`~eventkit.operators.log.LogSummaries`). What the CLI
-      logs.
+    - ``"summary"``: ``started``, ``error`` and ``resource_limit`` events
+      (unless ``types`` says otherwise) and one ``run_summary`` entry per
+      run when it ends, in place of ``result`` and ``completed``: duration,
+      exit code, success, events and bytes per type, gaps, limits hit (see
+      :class:`~eventkit.operators.log.LogSummaries`). What the CLI logs.
 
     A JSON log line costs microseconds: on busy streams log summaries, or
     sample with ``every``. Never configures structlog.
@@ -297,7 +356,7 @@ def log_events(
     Args:
         logger: Default: ``structlog.get_logger("eventkit")``.
         types: Event types to log; None logs all (``"events"``) or the
-            lifecycle types but ``completed`` (``"summary"``).
+            lifecycle types but ``result`` and ``completed`` (``"summary"``).
         level: Level name for every entry instead of the per-type default.
         every: Log one in ``every`` selected events of each type; lifecycle
             events are always logged.

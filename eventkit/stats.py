@@ -55,6 +55,8 @@ class SourceStats:
             stops early, and never the local executor: its process's exit
             always gives the outcome, and a timeout or a cap is a resource
             limit (``eventkit_resource_limits_total``).
+        reconnects: Connections opened again to resume a run after a lost
+            one (``sources.websocket(reconnect=True)``).
     """
 
     __slots__ = (
@@ -64,6 +66,7 @@ class SourceStats:
         "invalid_frames",
         "kind",
         "open_connections",
+        "reconnects",
     )
 
     def __init__(self, kind: str) -> None:
@@ -73,13 +76,15 @@ class SourceStats:
         self.frames = 0
         self.invalid_frames = 0
         self.closed_before_complete = 0
+        self.reconnects = 0
 
     def __repr__(self) -> str:
         return (
             f"<SourceStats {self.kind}: {self.connections} connections "
             f"({self.open_connections} open), {self.frames} frames, "
             f"{self.invalid_frames} invalid, "
-            f"{self.closed_before_complete} closed before complete>"
+            f"{self.closed_before_complete} closed before complete, "
+            f"{self.reconnects} reconnects>"
         )
 
 

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "buffer_bytes",
+    "cap_output",
     "exclude",
     "export_metrics",
+    "lines",
     "log_events",
     "merge",
     "only",
@@ -61,6 +63,34 @@ def buffer_bytes(
 ) -> EventStream:
     """Coalesce the output of ``source``; see :func:`pipe.buffer_bytes`."""
     return pipe.buffer_bytes(limit, types=types, max_age=max_age)(source)
+
+
+def cap_output(
+    source: AsyncIterable[Event],
+    head: int = 65536,
+    tail: int = 65536,
+    *,
+    types: Iterable[str] = ("stdout", "stderr"),
+) -> EventStream:
+    """Cap the output of ``source`` by head and tail; see :func:`pipe.cap_output`."""
+    return pipe.cap_output(head, tail, types=types)(source)
+
+
+def lines(
+    source: AsyncIterable[Event],
+    *,
+    max_line_bytes: int = 65536,
+    max_age: float | None = None,
+    collapse_cr: bool = False,
+    types: Iterable[str] = ("stdout", "stderr"),
+) -> EventStream:
+    """Regroup the output of ``source`` into whole lines; see :func:`pipe.lines`."""
+    return pipe.lines(
+        max_line_bytes=max_line_bytes,
+        max_age=max_age,
+        collapse_cr=collapse_cr,
+        types=types,
+    )(source)
 
 
 def track_progress(

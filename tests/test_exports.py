@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 from typing import Final
@@ -72,3 +75,39 @@ def test_pipe_and_stream_document_every_operator(name: str) -> None:
     """Each operator has a docstring in both namespaces."""
     assert inspect.getdoc(getattr(eventkit.pipe, name))
     assert inspect.getdoc(getattr(eventkit.stream, name))
+
+
+_KINDS_OF_PUBLIC_NAMES: Final = """
+import importlib, json, pathlib, sys
+name, first = sys.argv[1], sys.argv[2] == "submodules"
+module = importlib.import_module(name)
+if first:
+    package = pathlib.Path(module.__file__).parent
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] != "__init__" and not any(p.startswith("_") for p in parts):
+            importlib.import_module(".".join((name, *parts)))
+kinds = {item: type(getattr(module, item)).__name__ for item in module.__all__}
+print(json.dumps(kinds))
+"""
+
+
+@pytest.mark.parametrize("name", NAMESPACES)
+def test_no_module_shadows_a_public_name(name: str) -> None:
+    """Importing submodules first leaves every public name of a namespace as it is.
+
+    A submodule named like a lazily loaded public name (``eventkit/merge.py``
+    beside ``eventkit.merge``) would replace it once imported.
+    """
+
+    def kinds(order: str) -> object:
+        result = subprocess.run(
+            [sys.executable, "-c", _KINDS_OF_PUBLIC_NAMES, name, order],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return json.loads(result.stdout)
+
+    assert kinds("attributes") == kinds("submodules")

@@ -40,7 +40,7 @@ LAYERS: Final = (
         "driver",
         (
             "eventkit.driver",
-            "eventkit.merge",
+            "eventkit.fanin",
             "eventkit.runner",
             "eventkit.pipe",
             "eventkit.stream",
@@ -96,7 +96,7 @@ PROMETHEUS_USERS: Final = ("eventkit.metrics", "eventkit.sinks.prometheus")
 RUNNER: Final = (
     "eventkit.chain",
     "eventkit.driver",
-    "eventkit.merge",
+    "eventkit.fanin",
     "eventkit.pipe",
     "eventkit.runner",
     "eventkit.stream",

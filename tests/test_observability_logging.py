@@ -145,7 +145,7 @@ async def test_summary_mode_as_the_cli_logs(
     out, err = capsys.readouterr()
     assert "" == out
     entries = lines(err)
-    assert ["started", "result", "run_summary"] == [e["event"] for e in entries]
+    assert ["started", "run_summary"] == [e["event"] for e in entries]
     assert all(ISO.fullmatch(e["timestamp"]) for e in entries)
     assert ("r", 0) == (entries[0]["run"], entries[0]["sequence"])
     summary = entries[-1]

@@ -59,7 +59,7 @@ def test_structured_logging() -> None:
     assert 0 == done.returncode, done.stderr
     assert [f"step {i}/5" for i in range(1, 6)] == done.stdout.splitlines()
     entries = json_lines(done.stderr)
-    assert ["started", "result", "run_summary"] == [e["event"] for e in entries]
+    assert ["started", "run_summary"] == [e["event"] for e in entries]
     assert {"recipe"} == {e["job"] for e in entries}
     summary = entries[-1]
     assert (True, 0, {"stdout": 45, "stderr": 8}, 100.0) == (

@@ -20,6 +20,7 @@ from eventkit.exceptions import HTTPError, StreamClosedError
 from eventkit.metrics import collector_for, source_stats
 from eventkit.server import LocalSandboxServer
 from eventkit.sources import aicomputer, local, ndjson, websocket
+from tests.polling import until
 from tests.server.conftest import KEY, Client
 from tests.sources.test_hopx import (
     COMPLETE,
@@ -34,7 +35,7 @@ from tests.sources.test_hopx import (
 from tests.sources.test_http import BODY, base, service
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from eventkit.events import Event
     from eventkit.streams import EventStream
@@ -81,15 +82,6 @@ def changes(
         "invalid_frames": invalid,
         "closed_before_complete": closed,
     }
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait until ``condition()`` holds, for 5 s at most."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met within 5 s")
 
 
 async def read_all(stream: EventStream) -> list[Event]:

@@ -90,6 +90,13 @@ def _add_run(commands: _Subparsers) -> None:
     )
     run.add_argument("--token", help="bearer token for the remote sandbox")
     run.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="with --url: resume the run after a lost connection, the code "
+        "running once and no output lost or repeated (an eventkit serve "
+        "extension; other agents run as without it)",
+    )
+    run.add_argument(
         "--env",
         action="append",
         default=[],
@@ -221,8 +228,71 @@ def _add_serve(commands: _Subparsers) -> None:
         metavar="S",
         help="seconds a request body may take to arrive (default 30)",
     )
-    # Isolation flags (--isolation, --no-network, --max-memory-bytes,
-    # --interrupt-grace) go here, with the local executor's options.
+    serve.add_argument(
+        "--output-policy",
+        choices=("kill", "truncate"),
+        default="kill",
+        help="a run over --max-output-bytes: kill it (default), or truncate: "
+        "stdout and stderr each keep their first and last half of the cap, the "
+        "run goes on, and its complete frame says truncated",
+    )
+    serve.add_argument(
+        "--resume-buffer-bytes",
+        type=int,
+        default=16 << 20,
+        metavar="B",
+        help="frames a resumable execution keeps for a client that reconnects "
+        "(default 16 MiB)",
+    )
+    serve.add_argument(
+        "--resume-window",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a resumable execution waits for its client to reconnect "
+        "(the run goes on meanwhile) and is kept once ended (default 60)",
+    )
+    serve.add_argument(
+        "--resume-buffer-total",
+        type=int,
+        default=256 << 20,
+        metavar="B",
+        help="frames all resumable executions keep together (default 256 MiB)",
+    )
+    isolation = serve.add_argument_group("isolation of the code (docs/security.md)")
+    isolation.add_argument(
+        "--isolation",
+        choices=("auto", "bwrap", "none"),
+        default="auto",
+        help="auto (default): each run in a bubblewrap sandbox where one "
+        "starts, else unisolated (said at start-up); bwrap: refuse to start "
+        "without one; none: the code sees this machine as the server's user "
+        "(refused on any address but loopback unless given)",
+    )
+    isolation.add_argument(
+        "--no-network",
+        action="store_true",
+        help="isolated runs have no network at all",
+    )
+    isolation.add_argument(
+        "--max-memory-bytes",
+        type=int,
+        metavar="B",
+        help="memory a run may use, its whole tree where a cgroup can be made",
+    )
+    isolation.add_argument(
+        "--max-processes",
+        type=int,
+        metavar="N",
+        help="processes a run may have at once (fork bombs stop there)",
+    )
+    isolation.add_argument(
+        "--interrupt-grace",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between SIGINT and SIGKILL when a run is stopped (default 2)",
+    )
     serve.add_argument(
         "--metrics-port",
         type=int,
@@ -376,10 +446,23 @@ def add_chain_flags(parser: argparse.ArgumentParser) -> None:
         help="drop these event types (comma-separated or repeated)",
     )
     chain.add_argument(
+        "--lines",
+        action="store_true",
+        help="regroup output into whole lines (an unfinished one shows after "
+        "100 ms; a line redrawn with \\r keeps its last state)",
+    )
+    chain.add_argument(
         "--buffer-bytes",
         type=int,
         metavar="N",
         help="coalesce output into chunks of at most N bytes, none older than 100 ms",
+    )
+    chain.add_argument(
+        "--cap-output",
+        type=_head_and_tail,
+        metavar="HEAD[,TAIL]",
+        help="keep the first HEAD and the last TAIL bytes of each run's stdout "
+        "and stderr (TAIL defaults to HEAD), with a truncated event between",
     )
     chain.add_argument(
         "--progress",
@@ -524,3 +607,17 @@ class _VersionAction(argparse.Action):
     ) -> None:
         print(f"eventkit {version()}")
         parser.exit()
+
+
+def _head_and_tail(text: str) -> tuple[int, int]:
+    """Read ``--cap-output HEAD[,TAIL]``: byte counts, TAIL defaulting to HEAD."""
+    head, _, tail = text.partition(",")
+    try:
+        sizes = int(head), int(tail or head)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected HEAD[,TAIL] in bytes, not {text!r}"
+        ) from None
+    if min(sizes) < 0:
+        raise argparse.ArgumentTypeError(f"sizes must be 0 or more, not {text!r}")
+    return sizes

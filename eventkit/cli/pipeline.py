@@ -96,9 +96,15 @@ def build_chain(
         stages.append(pipe.only(*dict.fromkeys(only)))
     if exclude:
         stages.append(pipe.exclude(*dict.fromkeys(exclude)))
+    if getattr(args, "lines", False):
+        # An unfinished line (a prompt, a bar) shows after 100 ms: this is live.
+        stages.append(pipe.lines(max_age=0.1, collapse_cr=True))
     if args.buffer_bytes is not None:
         # Flushed within 100 ms even when the program goes quiet: this is live.
         stages.append(pipe.buffer_bytes(args.buffer_bytes, max_age=0.1))
+    cap = getattr(args, "cap_output", None)
+    if cap is not None:
+        stages.append(pipe.cap_output(*cap))
     if args.progress:
         stages.append(pipe.track_progress())
     if args.metrics_port is not None or args.pushgateway:

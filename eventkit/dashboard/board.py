@@ -45,7 +45,7 @@ import operator
 from typing import TYPE_CHECKING, Any, Final
 
 from eventkit.events import OUTPUT_TYPES
-from eventkit.operators.progress import _parse as parse_progress
+from eventkit.operators.progress import parse_progress
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

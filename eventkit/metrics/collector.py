@@ -239,6 +239,7 @@ class EventMetricsCollector(Collector):
                 ("source_frames_total", source.frames),
                 ("source_invalid_frames_total", source.invalid_frames),
                 ("source_closed_before_complete_total", source.closed_before_complete),
+                ("source_reconnects_total", source.reconnects),
             ):
                 counters[name, label] = counters.get((name, label), 0) + value
             key = ("source_open_connections", label)

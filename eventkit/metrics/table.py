@@ -124,6 +124,34 @@ METRICS: Final = (
         "UTF-8 bytes buffer_bytes holds now.",
     ),
     MetricInfo(
+        "cap_truncations_total",
+        "counter",
+        ("stage",),
+        "self",
+        "Truncated events cap_output emitted: output left out of a run.",
+    ),
+    MetricInfo(
+        "cap_omitted_bytes_total",
+        "counter",
+        ("stage",),
+        "self",
+        "UTF-8 bytes of output cap_output left out.",
+    ),
+    MetricInfo(
+        "cap_held_bytes",
+        "gauge",
+        ("stage",),
+        "self",
+        "UTF-8 bytes of output tails cap_output holds now.",
+    ),
+    MetricInfo(
+        "lines_cut_total",
+        "counter",
+        ("stage",),
+        "self",
+        "Unfinished lines lines let out without their newline.",
+    ),
+    MetricInfo(
         "progress_active_runs",
         "gauge",
         ("stage",),
@@ -164,6 +192,13 @@ METRICS: Final = (
         ("source",),
         "self",
         "Streams that ended before their run completed.",
+    ),
+    MetricInfo(
+        "source_reconnects_total",
+        "counter",
+        ("source",),
+        "self",
+        "Connections opened again to resume a run after a lost one.",
     ),
     MetricInfo(
         "server_running_executions",

@@ -11,7 +11,7 @@ from eventkit.operators._base import Internals, Stateless
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["TrackProgress"]
+__all__ = ["Progress", "TrackProgress", "parse_progress"]
 
 _PROGRESS_TYPE: Final = str(EventType.PROGRESS)
 # Plain str sets: membership tests then compare exact strings, the fast path.
@@ -35,11 +35,26 @@ _PROGRESS_RE: Final = re.compile(
     r"(?![\w/]|\.[\w/])"
 )
 
-_Parsed = tuple[float | None, int | None, int | None]
+#: ``(percent, current, total)``, each None until a report said it.
+Progress = tuple[float | None, int | None, int | None]
 
 
-def _parse(data: str, last: _Parsed) -> _Parsed:
+#: Data longer than this is searched from its tail first (see :func:`parse_progress`).
+_TAIL: Final = 100
+#: ASCII characters a report can be made of: digits, spaces, ``.%/()``.
+_REPORT_CHARS: Final = frozenset("0123456789 \t\n\r\f\v.%/()")
+
+
+def parse_progress(data: str, last: Progress) -> Progress:
     """Return ``(percent, current, total)`` after the last report in ``data``.
+
+    Only the last valid report counts, so a long chunk of output is searched
+    from a point near its end first: the regular expression costs tens of
+    nanoseconds a character in digit-heavy output (logs with times and
+    counts), and most chunks end with their latest report. The point is
+    right after a character no report can contain, so the tail's matches are
+    exactly those a search of the whole text finds there; only when the
+    tail holds no valid report is the whole text searched.
 
     Args:
         data: Program output.
@@ -48,10 +63,35 @@ def _parse(data: str, last: _Parsed) -> _Parsed:
     Returns:
         ``last`` itself when ``data`` holds no valid report.
     """
-    found = last
-    # Only the most recent valid report counts; invalid matches (a percent over
-    # 100, a fraction over its total) are skipped as false positives.
-    for match in _PROGRESS_RE.finditer(data):
+    if len(data) > _TAIL:
+        start = _boundary(data, len(data) - _TAIL)
+        if start:
+            found = _last_report(data, start, last)
+            if found is not None:
+                return found
+    found = _last_report(data, 0, last)
+    return last if found is None else found
+
+
+def _boundary(data: str, near: int) -> int:
+    """Return a position at or before ``near`` that no report spans, or 0."""
+    report_chars = _REPORT_CHARS
+    for index in range(near, max(near - _TAIL, 0), -1):
+        char = data[index - 1]
+        if char in report_chars:
+            continue
+        # Beyond ASCII, digits and spaces of other scripts match \d and \s.
+        if char.isascii() or not (char.isdigit() or char.isspace()):
+            return index
+    return 0
+
+
+def _last_report(data: str, start: int, last: Progress) -> Progress | None:
+    """Return the last valid report in ``data`` from ``start``, or None."""
+    found: Progress | None = None
+    # Invalid matches (a percent over 100, a fraction over its total) are
+    # skipped as false positives.
+    for match in _PROGRESS_RE.finditer(data, start):
         percent_text = match["percent"]
         if percent_text is not None:
             percent = float(percent_text)
@@ -87,7 +127,7 @@ class _RunState:
         self.events = 0
         self.bytes = 0
         self.first_timestamp = first.timestamp
-        self.parsed: _Parsed = (None, None, None)
+        self.parsed: Progress = (None, None, None)
         # True while a change of ``parsed`` has not been reported yet.
         self.changed = False
         # Event time of the last report, None before the first.
@@ -186,7 +226,7 @@ class TrackProgress(Stateless):
                 # Cheap pre-check: most output holds neither character, and the
                 # regular expression costs far more than two substring searches.
                 if "%" in data or "/" in data:
-                    parsed = _parse(data, state.parsed)
+                    parsed = parse_progress(data, state.parsed)
                     if parsed != state.parsed:
                         state.parsed = parsed
                         state.changed = True

@@ -193,6 +193,7 @@ class Reorder:
                 state is not None
                 and event.sequence == state.expected
                 and not state.held
+                and event.type != _GAP
             ):
                 state.expected += 1
                 if event.type in TERMINAL_TYPES:
@@ -232,7 +233,7 @@ class Reorder:
         out: list[Event] = []
         if sequence == state.expected:
             out.append(event)
-            state.expected = sequence + 1
+            state.expected = self._covered(state, event) + 1
             if event.type in TERMINAL_TYPES:
                 state.completed = True
             self._release(state, out)
@@ -318,7 +319,15 @@ class Reorder:
         heap = state.heap
         expected = state.expected
         released = 0
-        while expected in held:
+        while True:
+            # A gap that came in stands for a range: what is held within it
+            # is a duplicate of the missing, and goes.
+            while heap and heap[0] < expected:
+                held.pop(heapq.heappop(heap))
+                self.duplicates += 1
+                released += 1
+            if expected not in held:
+                break
             event = held.pop(expected)
             # Releases always take the lowest held sequence, so the heap's
             # top is the same event.
@@ -326,10 +335,35 @@ class Reorder:
             out.append(event)
             if event.type in TERMINAL_TYPES:
                 state.completed = True
-            expected += 1
+            expected = self._covered(state, event) + 1
             released += 1
         state.expected = expected
         self._held_count -= released
+
+    def _covered(self, state: _RunState, event: Event) -> int:
+        """Return the last sequence ``event`` stands for: its own, or a gap's end.
+
+        A ``gap`` event coming in (from an operator upstream, or a source
+        that knows what it lost) covers its whole range: no second gap is
+        made for it, and nothing waits ``max_delay`` for the sequences in it;
+        stragglers of the range count as late.
+        """
+        sequence = event.sequence
+        if event.type != _GAP:
+            return sequence
+        first = event.attrs.get("first_missing")
+        last = event.attrs.get("last_missing")
+        if (
+            type(first) is not int
+            or type(last) is not int
+            or first != sequence
+            or last < first
+        ):
+            return sequence
+        if state.skipped is None:
+            state.skipped = deque(maxlen=_SKIPPED_RANGES)
+        state.skipped.append((first, last))
+        return last
 
     def _give_up(self, state: _RunState, out: list[Event]) -> None:
         """Give up the run's first hole, then release what follows it.

@@ -31,11 +31,27 @@ other      the same type, ``data`` if it is a string     the other keys
 
 Keys a frame carries beyond these go to ``attrs`` unchanged; a ``sequence``
 goes there as ``server_sequence`` (HOPX sends none today; eventkit numbers
-the events itself, in the order received). ``timestamp`` strings are read as
-ISO 8601 (RFC 3339, ``Z`` or an offset, any number of fractional digits); the
-event's timestamp is the local receive time when a frame has none, and also
-when it has one that cannot be read, which is then kept in
-``attrs["timestamp"]``.
+the events itself, in the order received).
+
+Resumable executions, an eventkit extension of the protocol that a local
+server (``eventkit serve``) speaks and HOPX agents ignore: an ``execute``
+message with ``"resumable": true`` is answered first with
+``{"type": "execution", "execution_id": ID}``, then frames that all carry a
+``sequence`` (from 0, one per frame). After a lost connection, a new one
+sends :func:`resume_message` instead of ``execute`` and gets the frames after
+the last one received. A decoder made with ``resumable=True`` reads the
+``sequence`` as transport (it keeps the last in
+:attr:`HopxDecoder.server_sequence` and drops a frame seen already, and puts
+nothing in ``attrs``), and turns the server's ``RESUME_GAP`` error (frames
+no longer held, ``first_available`` the first it still has) into one
+``gap`` event whose range is exactly the events those frames would have
+made; the events after it are numbered as if they had come.
+
+``timestamp`` strings are read as ISO 8601 (RFC 3339, ``Z`` or an offset,
+any number of fractional digits, to the microsecond: an RFC 3339 one
+rounded, another form cut); the event's timestamp is the local receive time
+when a frame has none, and also when it has one that cannot be read, which
+is then kept in ``attrs["timestamp"]``.
 
 How events map onto the wire when encoding:
 
@@ -50,8 +66,13 @@ resource_limit      ``{"type": "error", "error", "code", "timestamp"}``, code
 error               the same, code from the executor's (``EXECUTION_FAILED``
                     for a failed spawn, ``LANGUAGE_UNAVAILABLE``)
 result              ``{"type", "exit_code", "execution_time", "timestamp"}``
-completed           ``{"type": "complete", "success"}``
+completed           ``{"type": "complete", "success"}``, and ``"truncated":
+                    true`` when the event's attrs say so (output cut by a
+                    server's ``--output-policy truncate``)
 =================== ===========================================================
+
+A resumable encoder (``HopxEncoder(resumable=True)``) puts a ``sequence`` on
+every frame, one counter for all.
 
 Failure behaviour: the decoder never raises on bad input (what cannot be
 read becomes an ``invalid_frame`` error event); the encoder never raises on
@@ -69,19 +90,21 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from eventkit.events import NO_ATTRS
+from eventkit.events import NO_ATTRS, Event
 from eventkit.protocol.run import RunEvents
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from eventkit.events import Event
 
 __all__ = [
     "CHUNK_CHARS",
     "EXECUTE_PATH",
+    "EXECUTION",
     "MAX_FRAME_BYTES",
     "MAX_INVALID_TEXT",
+    "RESUME_GAP",
+    "RESUME_UNAVAILABLE",
     "HopxDecoder",
     "HopxEncoder",
     "agent_url",
@@ -90,6 +113,7 @@ __all__ = [
     "hopx_error",
     "iso_timestamp",
     "parse_timestamp",
+    "resume_message",
 ]
 
 #: Where the agent serves the stream; the SDK always uses this path.
@@ -101,15 +125,36 @@ MAX_FRAME_BYTES: Final = 1 << 20
 #: Characters of output per frame written. JSON spells a character in at most
 #: 6 bytes (``\u001f``), so a frame is at most 768 KiB plus its envelope.
 CHUNK_CHARS: Final = 128 * 1024
+#: The first frame of a resumable execution: ``{"type": "execution",
+#: "execution_id": ID}``.
+EXECUTION: Final = "execution"
+#: The error code of a resume some of whose frames are gone; the frame's
+#: ``first_available`` is the first frame the server still holds.
+RESUME_GAP: Final = "RESUME_GAP"
+#: The error code of a resume the server cannot serve (unknown or expired
+#: execution); it closes with 1008 next.
+RESUME_UNAVAILABLE: Final = "RESUME_UNAVAILABLE"
 
 
 class _Output(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """The shape of nearly every message: a chunk of output, nothing else."""
+    """The shape of nearly every message: a chunk of output, nothing else.
+
+    msgspec reads an RFC 3339 ``timestamp`` in C (rounded to the
+    microsecond); any other text makes the message take the untyped path,
+    where :func:`parse_timestamp` tries it.
+    """
 
     type: str
     data: str = ""
-    timestamp: str | None = None
+    timestamp: datetime | None = None
     sequence: int | None = None
+
+
+def _seconds(moment: datetime) -> float:
+    """Return the Unix time of ``moment``, taken as UTC when it has no offset."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 # Two decoders. Output messages are nearly all of a stream, and a typed Struct
@@ -131,6 +176,7 @@ def execute_message(
     timeout: int = 60,
     env: Mapping[str, str] | None = None,
     workdir: str | None = None,
+    resumable: bool = False,
 ) -> str:
     """Return the ``execute`` message that starts a run, as the SDK writes it.
 
@@ -147,6 +193,8 @@ def execute_message(
         workdir: The working directory; left out when None, so the agent's
             default applies (the SDK always sends one, ``/workspace`` by
             default).
+        resumable: Ask for a resumable execution (``"resumable": true``,
+            last), an eventkit extension that other agents ignore.
 
     Returns:
         The message text, to send as one text frame.
@@ -161,7 +209,22 @@ def execute_message(
         message["workdir"] = workdir
     if env:
         message["env"] = dict(env)
+    if resumable:
+        message["resumable"] = True
     return json.dumps(message)
+
+
+def resume_message(execution_id: str, after: int) -> str:
+    """Return the message that resumes a resumable execution on a new connection.
+
+    Args:
+        execution_id: What the execution's first frame named.
+        after: The last frame ``sequence`` received; -1 for none.
+
+    Returns:
+        The message text, to send as the connection's first text frame.
+    """
+    return json.dumps({"type": "resume", "execution_id": execution_id, "after": after})
 
 
 def agent_url(url: str) -> str:
@@ -257,6 +320,9 @@ class HopxDecoder:
         run: The run id; a fresh one when None.
         clock: Wall-clock time in Unix seconds, for the events whose message
             carries no readable timestamp.
+        resumable: Read the frames of a resumable execution (see the module
+            docstring): ``sequence`` as transport, ``execution`` and
+            ``RESUME_GAP`` frames.
 
     Attributes:
         run: The run id.
@@ -266,22 +332,33 @@ class HopxDecoder:
         invalid_frames: Messages that were not JSON objects with a string
             ``type`` (each became an ``invalid_frame`` error event).
         ignored: Messages received after ``complete`` and dropped, as the SDK
-            never reads them.
+            never reads them, and, when resumable, frames received twice.
+        execution_id: The resumable execution's id, once its first frame
+            came; None otherwise.
+        server_sequence: When resumable, the ``sequence`` of the last frame
+            received (-1 before any): what to resume after.
     """
 
     # ``finished`` is a plain attribute, not a property over RunEvents: it is
     # read once per message on the hot path (~0.07 µs saved per message).
     __slots__ = (
         "_events",
+        "_resumable",
+        "execution_id",
         "finished",
         "frames",
         "ignored",
         "invalid_frames",
         "run",
+        "server_sequence",
     )
 
     def __init__(
-        self, run: str | None = None, *, clock: Callable[[], float] = time.time
+        self,
+        run: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        resumable: bool = False,
     ) -> None:
         self._events = RunEvents(run, clock=clock)
         self.run = self._events.run
@@ -289,6 +366,9 @@ class HopxDecoder:
         self.invalid_frames = 0
         self.ignored = 0
         self.finished = False
+        self._resumable = resumable
+        self.execution_id: str | None = None
+        self.server_sequence = -1
 
     @property
     def done(self) -> bool:
@@ -339,21 +419,87 @@ class HopxDecoder:
             return self._receive_other(frame)
         # Output events never end a run: ``finished`` stays as it is.
         events = self._events
-        raw = output.timestamp
-        timestamp = None if raw is None else parse_timestamp(raw)
-        if output.sequence is None and (timestamp is not None or raw is None):
+        moment = output.timestamp
+        timestamp = None if moment is None else _seconds(moment)
+        sequence = output.sequence
+        if sequence is not None and self._resumable:
+            # Transport: what to resume after, not an attr.
+            if sequence <= self.server_sequence:
+                self.ignored += 1  # sent again after a resume
+                return []
+            self.server_sequence = sequence
+            sequence = None
+        if sequence is None:
             # The usual case: no attrs, so no dict to make. With the agent's
             # timestamp, output() skips make()'s checks, which output never
             # needs (measured ~0.08 µs a message, more than counting costs).
             if timestamp is not None:
                 return [events.output(kind, output.data, timestamp)]
             return [events.make(kind, output.data)]
-        attrs: dict[str, Any] = {}
-        if timestamp is None and raw is not None:
-            attrs["timestamp"] = raw  # kept, since the event's is local
-        if output.sequence is not None:
-            attrs["server_sequence"] = output.sequence
+        attrs = {"server_sequence": sequence}
         return [events.make(kind, output.data, timestamp=timestamp, attrs=attrs)]
+
+    def receive_all(self, frames: list[bytes]) -> list[Event]:
+        """Decode several messages at once: :meth:`receive` each, in one loop.
+
+        The same events as calling :meth:`receive` for each message in turn,
+        for less: the bulk of a stream (output with the agent's timestamp)
+        is decoded inline, anything else goes through :meth:`receive`.
+
+        Args:
+            frames: The messages, in the order received.
+
+        Returns:
+            The events, numbered in the order received.
+        """
+        out: list[Event] = []
+        emit = out.append
+        decode = _decode_output
+        utc = UTC
+        run = self.run
+        events = self._events
+        resumable = self._resumable
+        for index, frame in enumerate(frames):
+            if self.finished:
+                self.frames += len(frames) - index
+                self.ignored += len(frames) - index
+                break
+            try:
+                output = decode(frame)
+            except ValueError:  # ValidationError, DecodeError, UnicodeError
+                out += self.receive(frame)
+                continue
+            kind = output.type
+            moment = output.timestamp
+            sequence = output.sequence
+            if (
+                (kind == "stdout" or kind == "stderr")
+                and moment is not None
+                and (sequence is None or resumable)
+            ):
+                # The usual case, inline: no attrs, never terminal.
+                self.frames += 1
+                if sequence is not None:
+                    if sequence <= self.server_sequence:
+                        self.ignored += 1  # sent again after a resume
+                        continue
+                    self.server_sequence = sequence
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=utc)
+                sequence = events.count
+                events.count = sequence + 1
+                emit(
+                    Event(
+                        type=kind,
+                        data=output.data,
+                        timestamp=moment.timestamp(),
+                        sequence=sequence,
+                        run=run,
+                    )
+                )
+                continue
+            out += self.receive(frame)
+        return out
 
     def _receive_other(self, frame: str | bytes) -> list[Event]:
         """Decode any message the typed fast path does not take."""
@@ -375,7 +521,11 @@ class HopxDecoder:
                 timestamp = parse_timestamp(raw)
             if timestamp is None and raw is not None:
                 message["timestamp"] = raw  # kept, since the event's is local
-        if message.get("sequence") is not None:
+        if self._resumable:
+            resumed = self._resumed(kind, message)
+            if resumed is not None:
+                return resumed
+        elif message.get("sequence") is not None:
             message["server_sequence"] = message.pop("sequence")
         else:
             message.pop("sequence", None)  # null: as if absent, like the fast path
@@ -409,6 +559,49 @@ class HopxDecoder:
         # Not only ``complete``: a "completed" passed through ends it too.
         self.finished = events.finished
         return [event]
+
+    def _resumed(self, kind: str, message: dict[str, Any]) -> list[Event] | None:
+        """Read what a resumable execution adds to a message (not output).
+
+        Takes the ``sequence`` out of ``message``. Returns the events the
+        message makes when it is one of the extension's own (``execution``:
+        none; ``RESUME_GAP``: a ``gap`` event), or a frame received already
+        (none); None for an ordinary message, to decode as usual.
+        """
+        sequence = message.pop("sequence", None)
+        if type(sequence) is int:
+            if sequence <= self.server_sequence:
+                self.ignored += 1
+                return []
+            self.server_sequence = sequence
+        if kind == EXECUTION:
+            execution_id = message.get("execution_id")
+            if type(execution_id) is str:
+                self.execution_id = execution_id
+                return []
+        elif kind == "error" and message.get("code") == RESUME_GAP:
+            first = message.get("first_available")
+            if type(first) is int:
+                return self._skip_to(first)
+        return None
+
+    def _skip_to(self, first_available: int) -> list[Event]:
+        """Return the ``gap`` event for the frames before ``first_available``.
+
+        Each frame lost is an event lost: the gap covers as many sequences,
+        and the events after it are numbered as if they had come.
+        """
+        lost = first_available - self.server_sequence - 1
+        if lost <= 0:
+            return []
+        events = self._events
+        first = events.count
+        gap = events.make(
+            "gap", attrs={"first_missing": first, "last_missing": first + lost - 1}
+        )
+        events.count = first + lost
+        self.server_sequence = first_available - 1
+        return [gap]
 
     def close(self) -> list[Event]:
         """Return nothing: a WebSocket message is whole, so nothing is pending.
@@ -487,28 +680,35 @@ def error_code(event: Event) -> str:
 
 def hopx_error(message: str, code: str, timestamp: float) -> bytes:
     """Return a HOPX ``error`` frame, as the agent writes it."""
-    return _encode(
-        {
-            "type": "error",
-            "error": message,
-            "code": code,
-            "timestamp": iso_timestamp(timestamp),
-        }
-    )
+    return _encode(_error(message, code, timestamp))
+
+
+def _error(message: str, code: str, timestamp: float) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": message,
+        "code": code,
+        "timestamp": iso_timestamp(timestamp),
+    }
 
 
 class HopxEncoder:
     """Writes one local run's events as HOPX ``/execute/stream`` frames.
 
+    Args:
+        resumable: Number every frame (a resumable execution's frames, see
+            the module docstring), not only output ones.
+
     Attributes:
-        sequence: Output frames written so far: the next frame's
-            ``sequence``, numbered from 0 per run.
+        sequence: Frames numbered so far: the next one's ``sequence``, from 0
+            per run.
     """
 
-    __slots__ = ("sequence",)
+    __slots__ = ("_resumable", "sequence")
 
-    def __init__(self) -> None:
+    def __init__(self, *, resumable: bool = False) -> None:
         self.sequence = 0
+        self._resumable = resumable
 
     def encode(self, event: Event) -> list[bytes]:
         """Return the frames for ``event``, each one WebSocket text message."""
@@ -529,19 +729,41 @@ class HopxEncoder:
                 )
                 self.sequence += 1
             return frames
-        attrs = event.attrs
-        if kind == "resource_limit" or kind == "error":
-            return [hopx_error(event.data, error_code(event), event.timestamp)]
-        if kind == "result":
-            result: dict[str, Any] = {
-                "type": "result",
-                "exit_code": attrs.get("exit_code"),
-                "execution_time": attrs.get("execution_time"),
-                "timestamp": iso_timestamp(event.timestamp),
-            }
-            return [_encode(result)]
-        if kind == "completed":
-            return [
-                _encode({"type": "complete", "success": bool(attrs.get("success"))})
-            ]
-        return []
+        message = _message(event)
+        if message is None:
+            return []
+        return [self._numbered(message)]
+
+    def error(self, message: str, code: str, timestamp: float) -> bytes:
+        """Return an ``error`` frame of the server's own (numbered if resumable)."""
+        return self._numbered(_error(message, code, timestamp))
+
+    def _numbered(self, message: dict[str, Any]) -> bytes:
+        if self._resumable:
+            message["sequence"] = self.sequence
+            self.sequence += 1
+        return _encode(message)
+
+
+def _message(event: Event) -> dict[str, Any] | None:
+    """Return the frame for an event that is not output, or None for none."""
+    kind = event.type
+    attrs = event.attrs
+    if kind == "resource_limit" or kind == "error":
+        return _error(event.data, error_code(event), event.timestamp)
+    if kind == "result":
+        return {
+            "type": "result",
+            "exit_code": attrs.get("exit_code"),
+            "execution_time": attrs.get("execution_time"),
+            "timestamp": iso_timestamp(event.timestamp),
+        }
+    if kind == "completed":
+        complete: dict[str, Any] = {
+            "type": "complete",
+            "success": bool(attrs.get("success")),
+        }
+        if attrs.get("truncated") is True:
+            complete["truncated"] = True
+        return complete
+    return None

@@ -8,11 +8,17 @@
 :func:`serve` is what ``eventkit serve`` runs.
 
 How far the code it runs is kept from the rest of the machine is the local
-executor's isolation, given as ``local_options``; without any, the code
-runs as the user running the server, with a scrubbed environment and its
-own working directory, but it sees the file system and the network (and the
-server's process). The server itself never follows a path out of a
-sandbox (:mod:`eventkit.server.fs`).
+executor's ``isolation`` (see ``docs/security.md``): with ``"bwrap"`` each
+run is in a bubblewrap sandbox (its own PID namespace, its directory at its
+``workdir``, the system read-only, nothing of the server's files or
+environment; as root, an unprivileged uid); with ``"none"`` the code runs as
+the user running the server, with a scrubbed environment and its own working
+directory, but it sees the file system and the network (and the server's
+process). ``"auto"`` is ``"bwrap"`` where a sandbox starts, else ``"none"``
+(logged once, ``isolation_unavailable``). A server on an address other than
+loopback refuses to run unisolated unless ``isolation="none"`` is given. The
+server itself never follows a path out of a sandbox
+(:mod:`eventkit.server.fs`).
 
 Every connection is bounded in time: ``idle_timeout`` seconds without a
 whole request (idle between requests, or still sending its headers) closes
@@ -40,8 +46,9 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
+import structlog
 from aiohttp import WSCloseCode, web
 
 from eventkit.server import aicomputer, hopx
@@ -56,15 +63,26 @@ from eventkit.server.limits import (
     is_number,
 )
 from eventkit.server.loopback import host_middleware, is_loopback
+from eventkit.server.resume import (
+    DEFAULT_BUFFER_BYTES,
+    DEFAULT_TOTAL_BYTES,
+    DEFAULT_WINDOW,
+    Executions,
+)
 from eventkit.server.sandboxes import Registry
 from eventkit.server.state import State
+from eventkit.sources.local import probe_isolation
 from eventkit.stats import server_stats
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import TracebackType
 
+    from eventkit.sources.local import Isolation
+
 __all__ = ["LocalSandboxServer", "serve"]
+
+_log: Final = structlog.get_logger("eventkit.server")
 
 #: Addresses that mean "every interface".
 _WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})
@@ -85,6 +103,39 @@ def _check_exposure(host: str, api_key: str | None) -> None:
             "anyone who can reach it could run code as this user. Pass "
             "--api-key KEY, or listen on 127.0.0.1"
         )
+
+
+def _isolation(host: str, asked: Isolation | None) -> Isolation:
+    """Return the isolation runs get: ``asked``, with ``"auto"`` resolved.
+
+    Raises:
+        ValueError: If ``"bwrap"`` cannot start a sandbox here, or runs would
+            be unisolated on an address other than loopback without an
+            explicit ``"none"``.
+    """
+    if asked not in (None, "auto", "bwrap", "none"):
+        raise ValueError(f"isolation must be 'auto', 'bwrap' or 'none', not {asked!r}")
+    if asked is None or asked == "none":
+        if asked is None and not is_loopback(host):
+            raise ValueError(
+                f"refusing to run code unisolated on {host or 'every address'!r}: "
+                "pass --isolation auto or bwrap (bubblewrap), or --isolation none "
+                "to accept that the code sees this machine as the server's user"
+            )
+        return "none"
+    support = probe_isolation()
+    if support.bwrap:
+        return "bwrap"
+    if asked == "bwrap":
+        raise ValueError(f"isolation bwrap is not available here: {support.reason}")
+    if not is_loopback(host):
+        raise ValueError(
+            f"refusing to run code unisolated on {host or 'every address'!r}: "
+            f"no sandbox starts here ({support.reason}); install bubblewrap, or "
+            "pass --isolation none to accept that the code sees this machine"
+        )
+    _log.warning("isolation_unavailable", reason=support.reason)
+    return "none"
 
 
 class LocalSandboxServer:
@@ -132,20 +183,37 @@ class LocalSandboxServer:
         close_timeout: Seconds to wait for a client's close after
             ``complete``.
         send_timeout: Seconds a send may wait for a client that does not
-            read before its connection is dropped and its run killed.
+            read before its connection is dropped and its run killed (a
+            resumable execution's run goes on, waiting for a resume).
         idle_timeout: Seconds a connection may stay without a whole request
             (idle, or still sending its headers) before it is closed.
         body_timeout: Seconds a request's body may take to arrive (408).
-        local_options: Extra keyword arguments for every run's
-            :func:`eventkit.sources.local`: how runs are isolated.
-        can_cut_network: Whether those options can keep a run off the
-            network, so that HOPX sandboxes may ask for
-            ``internet_access=False`` (refused with 400 otherwise).
+        resume_buffer_bytes: Bytes of frames a resumable execution keeps
+            for a client that reconnects (:mod:`eventkit.server.resume`).
+        resume_window: Seconds a resumable execution waits for a client
+            to reconnect (its run goes on meanwhile), and is kept once ended.
+        resume_buffer_total: Bytes of frames all resumable executions keep
+            together; the oldest ended ones are forgotten first.
+        output_policy: What a run over ``max_output_bytes`` gets:
+            ``"kill"``, stopped with an ``OUTPUT_LIMIT`` error; or
+            ``"truncate"``, going on with stdout and stderr each keeping
+            their first and last half of the cap (what is cut out is
+            dropped) and ``complete`` carrying ``"truncated": true``.
+        isolation: ``"bwrap"``, ``"auto"`` or ``"none"`` (above). None, the
+            default, is ``"none"`` on loopback and refused elsewhere.
+        network: Whether isolated runs may use the network; a HOPX sandbox
+            created with ``internet_access=False`` runs without it either
+            way (refused with 400 when runs are not isolated).
+        local_options: Further keyword arguments for every run's
+            :func:`eventkit.sources.local`: ``max_memory_bytes``,
+            ``max_processes``, ``interrupt_grace``.
 
     Raises:
         ValueError: If ``host`` is not loopback and there is no ``api_key``
-            (the message names ``--api-key``), ``api_key`` is empty, or a
-            limit is invalid.
+            (the message names ``--api-key``), ``api_key`` is empty, a limit
+            is invalid, ``isolation`` is ``"bwrap"`` where no sandbox starts,
+            or runs would be unisolated on a non-loopback ``host`` without an
+            explicit ``isolation="none"``.
     """
 
     def __init__(
@@ -169,13 +237,26 @@ class LocalSandboxServer:
         send_timeout: float = 30.0,
         idle_timeout: float = 30.0,
         body_timeout: float = 30.0,
+        resume_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        resume_window: float = DEFAULT_WINDOW,
+        resume_buffer_total: int = DEFAULT_TOTAL_BYTES,
+        output_policy: Literal["kill", "truncate"] = "kill",
+        isolation: Isolation | None = None,
+        network: bool = True,
         local_options: Mapping[str, Any] | None = None,
-        can_cut_network: bool = False,
     ) -> None:
         _check_exposure(host, api_key)
+        self.isolation = _isolation(host, isolation)
+        if output_policy not in ("kill", "truncate"):
+            raise ValueError(
+                f"output_policy must be 'kill' or 'truncate', not {output_policy!r}"
+            )
+        self._truncate_output = output_policy == "truncate"
         for name, count in (
             ("max_sandboxes", max_sandboxes),
             ("max_sandboxes_per_key", max_sandboxes_per_key),
+            ("resume_buffer_bytes", resume_buffer_bytes),
+            ("resume_buffer_total", resume_buffer_total),
         ):
             if not is_int(count) or count < 1:
                 raise ValueError(f"{name} must be >= 1, not {count!r}")
@@ -186,6 +267,7 @@ class LocalSandboxServer:
             ("send_timeout", send_timeout),
             ("idle_timeout", idle_timeout),
             ("body_timeout", body_timeout),
+            ("resume_window", resume_window),
         ):
             if not is_number(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, not {value!r}")
@@ -209,8 +291,12 @@ class LocalSandboxServer:
         self._send_timeout = send_timeout
         self._idle_timeout = idle_timeout
         self._body_timeout = body_timeout
-        self._local_options = dict(local_options or {})
-        self._can_cut_network = can_cut_network
+        self._resume = (resume_buffer_bytes, resume_window, resume_buffer_total)
+        self._local_options = {
+            **(local_options or {}),
+            "isolation": self.isolation,
+            "network": network,
+        }
         self._state: State | None = None
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -235,6 +321,15 @@ class LocalSandboxServer:
             RuntimeError: Before :meth:`start`.
         """
         return self._started().admission
+
+    @property
+    def executions(self) -> Executions:
+        """The resumable executions held now.
+
+        Raises:
+            RuntimeError: Before :meth:`start`.
+        """
+        return self._started().executions
 
     @property
     def sandboxes(self) -> Registry:
@@ -270,9 +365,15 @@ class LocalSandboxServer:
                 idle_ttl=self._sandbox_ttl,
                 token_ttl=self._token_ttl,
                 local_options=self._local_options,
-                can_cut_network=self._can_cut_network,
+                can_cut_network=self.isolation == "bwrap",
+                truncate_output=self._truncate_output,
             ),
             admission=Admission(self.limits.max_concurrent, self.limits.max_queue),
+            executions=Executions(
+                buffer_bytes=self._resume[0],
+                window=self._resume[1],
+                total_bytes=self._resume[2],
+            ),
             wildcard=self.host in _WILDCARDS,
             first_message_timeout=self._first_message_timeout,
             close_timeout=self._close_timeout,
@@ -336,6 +437,7 @@ class LocalSandboxServer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
             # Runs first: their handlers then close their own connections.
+            await state.executions.close()
             await state.sandboxes.close()
             for ws in list(state.websockets):
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server closing")

@@ -75,7 +75,14 @@ import msgspec
 import structlog
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from eventkit.protocol.hopx import HopxEncoder, hopx_error, iso_timestamp
+from eventkit.protocol.hopx import (
+    EXECUTION,
+    RESUME_GAP,
+    RESUME_UNAVAILABLE,
+    HopxEncoder,
+    hopx_error,
+    iso_timestamp,
+)
 from eventkit.server import agent
 from eventkit.server.auth import api_key_of, bearer_of
 from eventkit.server.errors import count_refusal, json_error, unauthorized
@@ -83,8 +90,9 @@ from eventkit.server.limits import TooManyRequestsError, is_int
 from eventkit.server.replies import SendTimeoutError, send_within
 from eventkit.server.requests import (
     RequestError,
+    ResumeRequest,
     parse_env,
-    parse_hopx_execute,
+    parse_hopx_stream,
     read_json,
 )
 from eventkit.server.sandboxes import (
@@ -101,6 +109,7 @@ if TYPE_CHECKING:
 
     from eventkit.server.limits import Ticket
     from eventkit.server.requests import ExecuteRequest
+    from eventkit.server.resume import Execution, Reader
     from eventkit.server.sandboxes import Sandbox
     from eventkit.server.state import State
 
@@ -469,12 +478,18 @@ class _Hopx:
                 "INVALID_REQUEST", str(exc), WSCloseCode.POLICY_VIOLATION
             )
             return
+        if isinstance(request, ResumeRequest):
+            await self._resume(socket, sandbox, request)
+            return
         try:
             ticket = state.admission.admit()
         except TooManyRequestsError as exc:
             await socket.refuse(
                 "TOO_MANY_REQUESTS", str(exc), WSCloseCode.TRY_AGAIN_LATER
             )
+            return
+        if request.resumable:
+            await self._execute_resumable(socket, sandbox, request, ticket)
             return
         with ticket:
             await self._run_until_closed(socket, sandbox, request, ticket)
@@ -559,6 +574,171 @@ class _Hopx:
                 for frame in encode(event):
                     await send(frame.decode())
 
+    # Resumable executions (eventkit.server.resume) ---------------------------
+
+    async def _execute_resumable(
+        self,
+        socket: _Socket,
+        sandbox: Sandbox,
+        request: ExecuteRequest,
+        ticket: Ticket,
+    ) -> None:
+        """Start the run as a task of the server; stream it from its first frame."""
+
+        async def run(execution: Execution) -> None:
+            with ticket:
+                await self._produce(execution, sandbox, request, ticket)
+
+        try:
+            execution = self._state.executions.start(sandbox, run)
+        except RuntimeError:
+            ticket.release()
+            await socket.close(WSCloseCode.GOING_AWAY, "server closing")
+            return
+        try:
+            await socket.send(_execution_frame(execution.id))
+        except ConnectionError:
+            return  # the run waits for a resume, as after any lost connection
+        await self._attach(socket, execution, -1)
+
+    async def _resume(
+        self, socket: _Socket, sandbox: Sandbox, request: ResumeRequest
+    ) -> None:
+        """Go on with an execution of this sandbox on this connection."""
+        executions = self._state.executions
+        execution = executions.get(request.execution_id, sandbox)
+        if execution is None:
+            await socket.refuse(
+                RESUME_UNAVAILABLE,
+                f"no execution {request.execution_id!r} to resume: unknown, "
+                f"cancelled, or ended over {executions.window:g} s ago",
+                WSCloseCode.POLICY_VIOLATION,
+            )
+            return
+        await self._attach(socket, execution, request.after)
+
+    async def _produce(
+        self,
+        execution: Execution,
+        sandbox: Sandbox,
+        request: ExecuteRequest,
+        ticket: Ticket,
+    ) -> None:
+        """Run, writing every frame into the execution's ring; then end it."""
+        encoder = HopxEncoder(resumable=True)
+        encode = encoder.encode
+        append = execution.append
+
+        async def write() -> None:
+            async with sandbox.execute(
+                request, ticket, max_output_bytes=self._state.limits.max_output_bytes
+            ) as events:
+                async for event in events:
+                    for frame in encode(event):
+                        await append(frame)
+
+        try:
+            await sandbox.guard(write())
+        except SandboxGoneError as exc:
+            execution.end(WSCloseCode.GOING_AWAY, str(exc))
+            return
+        except WorkdirError as exc:
+            code, close, why = exc.code, WSCloseCode.POLICY_VIOLATION, str(exc)
+        except SandboxPausedError as exc:
+            code, close, why = "SANDBOX_PAUSED", WSCloseCode.TRY_AGAIN_LATER, str(exc)
+        except Exception as exc:
+            _log.error("execution_failed", sandbox=sandbox.id, exc_info=exc)
+            error = encoder.error("internal error", "INTERNAL_ERROR", time.time())
+            await append(error)
+            execution.end(WSCloseCode.INTERNAL_ERROR, "internal error")
+            return
+        else:
+            execution.end(WSCloseCode.OK)
+            return
+        count_refusal(code)
+        await append(encoder.error(why, code, time.time()))
+        execution.end(close, why)
+
+    async def _attach(self, socket: _Socket, execution: Execution, after: int) -> None:
+        """Send the execution's frames after ``after`` until its end or the client's.
+
+        The client closing cleanly (1000) before the end cancels the run; a
+        lost connection (or a send timeout, which drops it) leaves the run
+        going, for a resume.
+        """
+        reader = execution.attach(after)
+        watcher: asyncio.Task[int | None] | None = None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                sender = tasks.create_task(_outcome(_send_frames(socket, reader)))
+                watcher = tasks.create_task(_client_close(socket.ws))
+                await asyncio.wait(
+                    {sender, watcher}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not sender.done():
+                    sender.cancel()  # the client closed, or the connection is lost
+                elif (
+                    sender.result() is None
+                    and not reader.displaced
+                    and not socket.ws.closed
+                ):
+                    # Everything is out: let the client close first.
+                    await asyncio.wait({watcher}, timeout=self._state.close_timeout)
+                watcher.cancel()
+        finally:
+            # Also when the connection's end cancels this handler (aiohttp
+            # does), which may come right after the client's close frame.
+            execution.detach(reader)
+            if (
+                watcher is not None
+                and watcher.done()
+                and not watcher.cancelled()
+                and watcher.result() == WSCloseCode.OK
+                and not execution.ended
+            ):
+                execution.cancel()  # a clean close: the client wants no more
+        if socket.ws.closed or socket.dropped:
+            return
+        with contextlib.suppress(ConnectionError):
+            if reader.displaced:
+                await socket.close(
+                    WSCloseCode.POLICY_VIOLATION, "resumed on another connection"
+                )
+            elif not sender.cancelled() and sender.result() is None:
+                await socket.close(execution.close_code, execution.close_reason)
+
+
+async def _send_frames(socket: _Socket, reader: Reader) -> None:
+    """Send a reader's frames, a ``RESUME_GAP`` error first if some are gone."""
+    if reader.gap is not None:
+        gap = {
+            "type": "error",
+            "error": f"frames before {reader.gap} are no longer held",
+            "code": RESUME_GAP,
+            "first_available": reader.gap,
+            "timestamp": iso_timestamp(time.time()),
+        }
+        await socket.send(msgspec.json.encode(gap).decode())
+    while (frame := await reader.next()) is not None:
+        await socket.send(frame.decode())
+        reader.sent()
+
+
+async def _client_close(ws: web.WebSocketResponse) -> int | None:
+    """Read until the connection ends: the client's close code, None if lost."""
+    while True:
+        message = await ws.receive()
+        if message.type is WSMsgType.CLOSE:
+            return int(message.data)
+        if message.type in _ENDED:
+            return None
+
+
+def _execution_frame(execution_id: str) -> str:
+    return msgspec.json.encode(
+        {"type": EXECUTION, "execution_id": execution_id}
+    ).decode()
+
 
 class _Socket:
     """An agent WebSocket whose every send is bounded by ``send_timeout``.
@@ -612,11 +792,11 @@ class _Socket:
                 await self.close(close, message)
 
 
-def _parse(kind: WSMsgType, data: Any, state: State) -> ExecuteRequest:
-    """Return the run a first message asks for.
+def _parse(kind: WSMsgType, data: Any, state: State) -> ExecuteRequest | ResumeRequest:
+    """Return the run (or the resume) a first message asks for.
 
     Raises:
-        RequestError: If it is not a valid ``execute`` message.
+        RequestError: If it is not a valid ``execute`` or ``resume`` message.
     """
     if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
         raise RequestError(f"expected an execute message, got a {kind.name} frame")
@@ -624,7 +804,7 @@ def _parse(kind: WSMsgType, data: Any, state: State) -> ExecuteRequest:
         message = msgspec.json.decode(data)
     except (msgspec.DecodeError, UnicodeError, RecursionError):
         raise RequestError("the message is not valid JSON") from None
-    return parse_hopx_execute(message, state.limits)
+    return parse_hopx_stream(message, state.limits)
 
 
 async def _outcome(run: Coroutine[Any, Any, None]) -> Exception | None:

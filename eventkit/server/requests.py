@@ -28,7 +28,7 @@ import msgspec
 from aiohttp import web
 
 from eventkit.exceptions import EventkitError
-from eventkit.server.limits import MAX_TIMEOUT_ACCEPTED, is_number
+from eventkit.server.limits import MAX_TIMEOUT_ACCEPTED, is_int, is_number
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,11 +40,13 @@ __all__ = [
     "BodyTimeoutError",
     "ExecuteRequest",
     "RequestError",
+    "ResumeRequest",
     "parse_aicomputer_execute",
     "parse_command",
     "parse_env",
     "parse_hopx_execute",
     "parse_hopx_run",
+    "parse_hopx_stream",
     "read_body",
     "read_json",
 ]
@@ -151,6 +153,8 @@ class ExecuteRequest:
         env: Variables added to the program's minimal environment.
         workdir: The directory inside the sandbox, an absolute POSIX path
             without ``..``.
+        resumable: Whether the client asked for a resumable execution (see
+            :mod:`eventkit.server.resume`).
     """
 
     code: str
@@ -158,14 +162,28 @@ class ExecuteRequest:
     timeout: float = 60.0
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = DEFAULT_WORKDIR
+    resumable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest:
+    """A ``resume`` message: go on with a resumable execution on this connection.
+
+    Attributes:
+        execution_id: The execution, as its first frame named it.
+        after: The last frame the client received; -1 for none.
+    """
+
+    execution_id: str
+    after: int
 
 
 def parse_hopx_execute(message: Any, limits: Limits) -> ExecuteRequest:
     """Validate a HOPX ``execute`` message (already decoded from JSON).
 
     Accepts the keys ``hopx-ai`` sends (``type``, ``code``, ``language``,
-    ``timeout``, ``workdir``, ``env``) and the older ``working_dir``; other
-    keys are ignored.
+    ``timeout``, ``workdir``, ``env``), the older ``working_dir``, and
+    eventkit's ``resumable`` (true or false); other keys are ignored.
 
     Raises:
         RequestError: If the message is not an ``execute`` object or a field
@@ -179,13 +197,37 @@ def parse_hopx_execute(message: Any, limits: Limits) -> ExecuteRequest:
     workdir = message.get("workdir")
     if workdir is None:
         workdir = message.get("working_dir")
+    resumable = message.get("resumable", False)
+    if not isinstance(resumable, bool):
+        raise RequestError(f"resumable must be true or false, not {_show(resumable)}")
     return ExecuteRequest(
         code=_code(message.get("code"), limits),
         language=_language(message.get("language", "python")),
         timeout=_timeout(message.get("timeout"), 60.0, limits),
         env=_env(message.get("env"), "env"),
         workdir=_workdir(workdir),
+        resumable=resumable,
     )
+
+
+def parse_hopx_stream(message: Any, limits: Limits) -> ExecuteRequest | ResumeRequest:
+    """Validate the first message of an ``/execute/stream`` connection.
+
+    An ``execute`` message (:func:`parse_hopx_execute`), or eventkit's
+    ``{"type": "resume", "execution_id": ID, "after": SEQ}``.
+
+    Raises:
+        RequestError: If it is neither, or a field is invalid.
+    """
+    if not isinstance(message, dict) or message.get("type") != "resume":
+        return parse_hopx_execute(message, limits)
+    execution_id = message.get("execution_id")
+    if not isinstance(execution_id, str) or not 0 < len(execution_id) <= 64:
+        raise RequestError("execution_id must be the id an execution frame named")
+    after = message.get("after")
+    if not is_int(after) or not -1 <= after < 2**63:  # type: ignore[operator]
+        raise RequestError(f"after must be a whole number >= -1, not {_show(after)}")
+    return ResumeRequest(execution_id, after)  # type: ignore[arg-type]
 
 
 def parse_hopx_run(

@@ -51,7 +51,10 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from eventkit.exceptions import EventkitError
+from eventkit.pipe import cap_output
 from eventkit.server import fs
 from eventkit.server.auth import new_token
 from eventkit.server.opened import OpenWatch
@@ -143,13 +146,15 @@ class _Hold:
 class _Tracked:
     """A run's events, noting its process for pause, its failures as ours."""
 
-    __slots__ = ("_events", "_pid", "_sandbox", "_workdir")
+    __slots__ = ("_events", "_pid", "_sandbox", "_truncated", "_workdir")
 
     def __init__(self, events: Streamer[Event], sandbox: Sandbox, workdir: str) -> None:
         self._events = events
         self._sandbox = sandbox
         self._workdir = workdir
         self._pid: int | None = None
+        # Whether output was cut out (a truncated event passed).
+        self._truncated = False
 
     def __aiter__(self) -> _Tracked:
         return self
@@ -170,6 +175,12 @@ class _Tracked:
                 self._sandbox._started(pid)
         elif event.type == "result":
             self.forget()
+        elif event.type == "truncated":
+            self._truncated = True
+        elif event.type == "completed" and self._truncated:
+            event = msgspec.structs.replace(
+                event, attrs={**event.attrs, "truncated": True}
+            )
         return event
 
     def forget(self) -> None:
@@ -206,6 +217,9 @@ class Sandbox:
         template: The template asked for.
         local_options: Extra keyword arguments of every run's
             :func:`eventkit.sources.local` (how runs are isolated).
+        truncate_output: Whether a run over its output cap keeps its first
+            and last bytes and goes on (``--output-policy truncate``)
+            rather than being stopped.
         clock: Unix time, for its creation and last use.
 
     Attributes:
@@ -254,6 +268,7 @@ class Sandbox:
         "timeout_seconds",
         "token",
         "token_expires_at",
+        "truncate_output",
     )
 
     def __init__(
@@ -265,6 +280,7 @@ class Sandbox:
         template: str | None,
         *,
         local_options: Mapping[str, Any] | None = None,
+        truncate_output: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
@@ -286,6 +302,7 @@ class Sandbox:
         self.processes = Processes()
         #: Extra keyword arguments of every run's :func:`eventkit.sources.local`.
         self.local_options: Mapping[str, Any] = local_options or {}
+        self.truncate_output = truncate_output
         self._turns: dict[tuple[int, int], _Turn] = {}
         #: The runs going on here, each a task this sandbox owns: awaited by
         #: its caller in guard(), cancelled and awaited by stop().
@@ -363,16 +380,29 @@ class Sandbox:
                         f"sandbox {self.id} is paused; resume it first"
                     )
                 watch = self._watch_program(directory, path, request.language, hold)
-                # The server's isolation (local_options) applies to every run.
+                # The server's isolation (local_options) applies to every run;
+                # isolated, the run sees its directory where it asked for it.
+                options = dict(self.local_options)
+                if options.get("isolation", "none") != "none":
+                    options["workdir_mount"] = shown
+                    options["network"] = (
+                        options.get("network", True) and self.internet_access
+                    )
+                # Truncating, output over the cap is cut out and the run goes
+                # on: each stream keeps its first and last halves of the cap.
+                truncate = self.truncate_output and bool(max_output_bytes)
                 stream = local(
                     request.code,
                     language=request.language,
                     timeout=request.timeout,
                     env={**self.env, **request.env},
                     workdir=path,
-                    max_output_bytes=max_output_bytes,
-                    **self.local_options,
+                    max_output_bytes=None if truncate else max_output_bytes,
+                    **options,
                 )
+                if truncate and max_output_bytes:
+                    half = max_output_bytes // 2
+                    stream = stream | cap_output(half, max_output_bytes - half)
                 tracked: _Tracked | None = None
                 try:
                     async with stream.stream() as events:
@@ -494,6 +524,7 @@ class Registry:
         token_ttl: Seconds an agent token stays valid.
         local_options: Extra keyword arguments for every run's
             :func:`eventkit.sources.local` (how runs are isolated).
+        truncate_output: As for :class:`Sandbox`.
         can_cut_network: Whether runs can be kept off the network, so that
             a sandbox may be created with ``internet_access`` false.
         clock: Unix time, for tokens and expiry.
@@ -511,6 +542,7 @@ class Registry:
         "max_per_owner",
         "max_sandboxes",
         "token_ttl",
+        "truncate_output",
     )
 
     def __init__(
@@ -522,6 +554,7 @@ class Registry:
         max_per_owner: int | None = None,
         idle_ttl: float = 3600.0,
         local_options: Mapping[str, Any] | None = None,
+        truncate_output: bool = False,
         can_cut_network: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -531,6 +564,7 @@ class Registry:
         self.idle_ttl = idle_ttl
         self.token_ttl = token_ttl
         self.local_options: Mapping[str, Any] = dict(local_options or {})
+        self.truncate_output = truncate_output
         self.can_cut_network = can_cut_network
         self._clock = clock
         self._sandboxes: dict[str, Sandbox] = {}
@@ -566,6 +600,7 @@ class Registry:
             root,
             template,
             local_options=self.local_options,
+            truncate_output=self.truncate_output,
             clock=self._clock,
         )
         self._sandboxes[sandbox_id] = sandbox

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from eventkit.server.auth import Auth
     from eventkit.server.limits import Admission, Limits
+    from eventkit.server.resume import Executions
     from eventkit.server.sandboxes import Registry, Sandbox
 
 __all__ = ["AGENT_DOMAIN", "State"]
@@ -36,6 +37,7 @@ class State:
         auth: Public-API credentials.
         sandboxes: The sandboxes.
         admission: Slots and queue for runs.
+        executions: The resumable executions and their frames.
         url: The server's own URL (``http://127.0.0.1:PORT``), once started.
         wildcard: Whether it listens on every address, so that a sandbox's
             ``public_host`` must follow the address the client used.
@@ -56,6 +58,7 @@ class State:
     auth: Auth
     sandboxes: Registry
     admission: Admission
+    executions: Executions
     url: str = ""
     wildcard: bool = False
     first_message_timeout: float = 10.0

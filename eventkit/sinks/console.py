@@ -30,6 +30,7 @@ _MARKS: dict[str, tuple[str, str]] = {
     EventType.RESOURCE_LIMIT: ("⚠", "bold yellow"),
     EventType.COMPLETED: ("■", "bold"),
     EventType.GAP: ("…", "yellow"),
+    "truncated": ("✂", "yellow"),
     EventType.PROGRESS: ("↻", "cyan"),
 }
 

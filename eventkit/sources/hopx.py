@@ -35,9 +35,19 @@ Failure behaviour:
   may be long). websockets' keepalive (a ping every 20 s, 20 s to answer)
   ends a dead connection, as a close with 1011. Put a deadline on the whole
   run with ``aiostream.pipe.timeout`` or :func:`asyncio.timeout` if needed.
-- **No reconnect.** A new connection would need a new ``execute`` message,
-  which would run the code a second time; the protocol has no way to resume
-  a run. Iterating the stream again does start a new run, on purpose.
+- **Reconnecting.** Without ``reconnect``, nothing reconnects: a new
+  connection would need a new ``execute`` message, which would run the code
+  a second time. With ``reconnect=True`` the source asks for a resumable
+  execution (an eventkit extension, see :mod:`eventkit.protocol.hopx`): on a
+  connection lost mid-run (close 1001, 1006, 1011, 1012, 1014, or none) it
+  connects again (at once, then after ``reconnect_backoff`` seconds,
+  doubling) and resumes after the last frame it received, so the code runs
+  once and every event comes once, in order. Frames the server no longer
+  holds become one ``gap`` event whose range is exactly the events lost.
+  ``max_reconnects`` attempts in a row without a new frame received, or a server
+  without the extension (a HOPX agent), end the run as a close before
+  ``complete`` (above), with the first cut's code. Iterating the stream
+  again starts a new run, on purpose.
 - **Early stop.** When the consumer stops iterating (``break``, an error, a
   cancellation), the connection is closed with 1000, the only "cancel" a
   HOPX agent understands.
@@ -45,20 +55,28 @@ Failure behaviour:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Sized
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from eventkit._steps import NOT_READY, Ready
 from eventkit.exceptions import OnClose, StreamClosedError
-from eventkit.protocol.hopx import HopxDecoder, agent_url, execute_message
+from eventkit.protocol.hopx import (
+    HopxDecoder,
+    agent_url,
+    execute_message,
+    resume_message,
+)
 from eventkit.stats import source_stats
 from eventkit.streams import EventStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
+
+    from websockets.asyncio.client import ClientConnection
 
     from eventkit.events import Event
     from eventkit.stats import SourceStats
@@ -66,10 +84,16 @@ if TYPE_CHECKING:
 __all__ = ["websocket"]
 
 #: The most messages decoded into one batch.
-_BATCH_FRAMES: Final = 1024
+_BATCH_FRAMES: Final = 32
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
+#: Close codes of a connection lost rather than ended: going away, abnormal
+#: closure, internal error, service restart, bad gateway. A resumable
+#: execution is resumed after them.
+_LOST: Final = frozenset({1001, 1006, 1011, 1012, 1014})
+#: The longest wait between two reconnection attempts, in seconds.
+_MAX_BACKOFF: Final = 10.0
 
 
 class _WebSocketSource:
@@ -82,6 +106,8 @@ class _WebSocketSource:
         "_message",
         "_on_close",
         "_open_timeout",
+        "_ping",
+        "_reconnect",
         "_run",
         "_url",
     )
@@ -95,8 +121,10 @@ class _WebSocketSource:
         run: str | None,
         max_size: int,
         open_timeout: float,
+        ping: tuple[float | None, float | None],
         compression: str | None,
         on_close: OnClose,
+        reconnect: tuple[int, float] | None,
     ) -> None:
         self._url = url
         self._message = message
@@ -104,8 +132,11 @@ class _WebSocketSource:
         self._run = run
         self._max_size = max_size
         self._open_timeout = open_timeout
+        self._ping = ping
         self._compression = compression
         self._on_close = on_close
+        # (max_reconnects, reconnect_backoff), or None for no reconnecting.
+        self._reconnect = reconnect
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
@@ -119,16 +150,10 @@ class _WebSocketSource:
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Run the code once; yield the events of every message at hand, in order."""
         stats = source_stats("websocket")
-        decoder = HopxDecoder(self._run)
-        receive = decoder.receive
+        decoder = HopxDecoder(self._run, resumable=self._reconnect is not None)
+        receive_all = decoder.receive_all
         ending: list[Event] = []
-        ws = await connect(
-            self._url,
-            additional_headers=self._headers,
-            compression=self._compression,
-            max_size=self._max_size,
-            open_timeout=self._open_timeout,
-        )
+        ws = await self._connect()
         stats.connections += 1
         stats.open_connections += 1
         # Not ``async with ws``, which closes with 1011 ("internal error")
@@ -143,41 +168,50 @@ class _WebSocketSource:
                 ending = self._ending(decoder, exc, stats)
             else:
                 yield decoder.start()
-                # decode=False hands text messages over as UTF-8 bytes, which
-                # msgspec reads directly: no str is made for the JSON text.
-                frames: Ready[bytes] = Ready(lambda: ws.recv(False))
-                try:
-                    while True:
-                        try:
-                            frame = await frames.next()
-                        except ConnectionClosed as exc:
-                            ending = self._ending(decoder, exc, stats)
-                            break
+                # Reconnections in a row without progress (a new frame)
+                # between, and the last frame received at the last cut.
+                attempts = 0
+                mark = decoder.server_sequence
+                while True:
+                    # decode=False hands text messages over as UTF-8 bytes,
+                    # which msgspec reads directly: no str is made.
+                    recv = ws.recv
+                    queued = _queued(ws)
+                    closed: ConnectionClosed | None = None
+                    try:
+                        received = [await recv(False)]
+                    except ConnectionClosed as exc:
+                        closed = exc
+                    else:
                         # Then every message already received, without
-                        # waiting: one batch, one trip through the pipeline.
-                        batch = receive(frame)
-                        count = 1
-                        closed: ConnectionClosed | None = None
-                        while count < _BATCH_FRAMES and not decoder.finished:
+                        # waiting (recv() returns at once while frames are
+                        # queued): decoded together, one trip through the
+                        # pipeline.
+                        while len(queued) and len(received) < _BATCH_FRAMES:
                             try:
-                                frame = frames.now()
+                                received.append(await recv(False))
                             except ConnectionClosed as exc:
                                 closed = exc
                                 break
-                            if frame is NOT_READY:
-                                break
-                            batch += receive(frame)
-                            count += 1
-                        stats.frames += count
+                        stats.frames += len(received)
+                        batch = receive_all(received)
+                        if decoder.server_sequence != mark:
+                            attempts, mark = 0, decoder.server_sequence
                         if batch:
                             yield batch
                         if decoder.finished:
                             return
-                        if closed is not None:
+                    if closed is not None:
+                        resumed = await self._resume(decoder, closed, attempts)
+                        if resumed is None:
                             ending = self._ending(decoder, closed, stats)
                             break
-                finally:
-                    await frames.aclose()
+                        attempts += 1
+                        stats.reconnects += 1
+                        # The lost connection is closed in the background
+                        # of nothing: it is gone; the new one is ours.
+                        await ws.close()
+                        ws = resumed
         finally:
             try:
                 await ws.close()
@@ -189,6 +223,51 @@ class _WebSocketSource:
         if ending:
             yield ending
 
+    async def _connect(self) -> ClientConnection:
+        return await connect(
+            self._url,
+            additional_headers=self._headers,
+            compression=self._compression,
+            max_size=self._max_size,
+            open_timeout=self._open_timeout,
+            ping_interval=self._ping[0],
+            ping_timeout=self._ping[1],
+        )
+
+    async def _resume(
+        self, decoder: HopxDecoder, closed: ConnectionClosed, attempts: int
+    ) -> ClientConnection | None:
+        """Connect again and resume the execution after its last frame received.
+
+        Returns the new connection, the resume message sent on it; None when
+        the run cannot be resumed: not asked for, not offered by the server,
+        a close that was no loss (1000, 1008, 1009...), or every attempt
+        failed.
+        """
+        if (
+            self._reconnect is None
+            or decoder.execution_id is None
+            or _close_of(closed, self._max_size)[0] not in _LOST
+        ):
+            return None
+        most, backoff = self._reconnect
+        message = resume_message(decoder.execution_id, decoder.server_sequence)
+        while attempts < most:
+            if attempts:
+                # At once the first time: a cut is usually a moment's.
+                await asyncio.sleep(min(backoff * 2 ** (attempts - 1), _MAX_BACKOFF))
+            attempts += 1
+            try:
+                ws = await self._connect()
+            except (OSError, TimeoutError, InvalidHandshake):
+                continue
+            try:
+                await ws.send(message)
+            except ConnectionClosed:
+                continue
+            return ws
+        return None
+
     def _ending(
         self, decoder: HopxDecoder, closed: ConnectionClosed, stats: SourceStats
     ) -> list[Event]:
@@ -198,6 +277,19 @@ class _WebSocketSource:
         if self._on_close == "raise":
             raise StreamClosedError(code, reason) from closed
         return decoder.abort(reason, code)
+
+
+def _queued(ws: ClientConnection) -> Sized:
+    """Return what tells how many frames ``ws`` holds received and unread.
+
+    websockets keeps them in its connection's message assembler; its length
+    says whether ``recv()`` can return without waiting, which lets a batch
+    take every message at hand for the price of a length. Should a version
+    of websockets keep them elsewhere, nothing is batched: an empty tuple
+    (``tests/sources/test_hopx.py`` fails first).
+    """
+    queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
+    return queue if isinstance(queue, Sized) else ()
 
 
 def _close_of(closed: ConnectionClosed, max_size: int) -> tuple[int, str]:
@@ -229,8 +321,13 @@ def websocket(
     run: str | None = None,
     max_size: int = 16 * 2**20,
     open_timeout: float = 10.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
     compression: str | None = "deflate",
     on_close: OnClose = "raise",
+    reconnect: bool = False,
+    max_reconnects: int = 5,
+    reconnect_backoff: float = 0.2,
 ) -> EventStream:
     """Return a stream of the events of running ``code`` on a HOPX agent.
 
@@ -262,6 +359,13 @@ def websocket(
         max_size: Largest message accepted, in bytes; a larger one ends the
             run with close code 1009. The SDK keeps websockets' 1 MiB.
         open_timeout: Seconds allowed for the TCP connection and handshake.
+        ping_interval: Seconds between keepalive pings; None for none.
+        ping_timeout: Seconds a ping may go unanswered before the
+            connection counts as lost (closed with 1011); None for no limit.
+            The answer is read only as fast as the consumer takes the
+            stream: a consumer that falls this far behind a busy stream
+            loses it, so raise it (or turn pings off) for consumers that
+            may lag that long.
         compression: ``"deflate"`` offers permessage-deflate, like the SDK,
             and works with any server; None turns it off, which the agent
             must accept. Uncompressed streams are ~2.8x faster per message
@@ -270,6 +374,14 @@ def websocket(
         on_close: What a close before ``complete`` does: ``"raise"``
             :exc:`~eventkit.exceptions.StreamClosedError`, or ``"event"``:
             end the run with an ``error`` and a failed ``completed`` event.
+        reconnect: Ask for a resumable execution and resume it after a lost
+            connection (see the module docstring); the server must be an
+            ``eventkit serve`` for it to take effect, other agents run the
+            code as usual and a cut ends the run as without it.
+        max_reconnects: Reconnection attempts in a row (without a new
+            frame received between them) before giving up.
+        reconnect_backoff: Seconds before the second attempt; doubled for
+            each further one, up to 10 s. The first is at once.
 
     Returns:
         A re-iterable stream; nothing connects until it is iterated.
@@ -278,7 +390,8 @@ def websocket(
         ValueError: At once, for a URL scheme other than ws, wss, http or
             https, an unknown ``on_close`` or ``compression``, or a
             ``timeout``, ``max_size`` or ``open_timeout`` that is not
-            positive.
+            positive, ``max_reconnects`` below 1 or a negative
+            ``reconnect_backoff``.
     """
     if on_close not in ("raise", "event"):
         raise ValueError(f"on_close must be 'raise' or 'event', not {on_close!r}")
@@ -287,18 +400,37 @@ def websocket(
     _check_positive("timeout", timeout)
     _check_positive("max_size", max_size)
     _check_positive("open_timeout", open_timeout)
+    for name, value in (
+        ("ping_interval", ping_interval),
+        ("ping_timeout", ping_timeout),
+    ):
+        if value is not None:
+            _check_positive(name, value)
+    if max_reconnects < 1:
+        raise ValueError(f"max_reconnects must be at least 1, not {max_reconnects!r}")
+    if not reconnect_backoff >= 0:
+        raise ValueError(
+            f"reconnect_backoff must be 0 or more, not {reconnect_backoff!r}"
+        )
     headers = {"Authorization": f"Bearer {token}"} if token else None
     source = _WebSocketSource(
         agent_url(url),
         execute_message(
-            code, language=language, timeout=timeout, env=env, workdir=workdir
+            code,
+            language=language,
+            timeout=timeout,
+            env=env,
+            workdir=workdir,
+            resumable=reconnect,
         ),
         headers=headers,
         run=run,
         max_size=max_size,
         open_timeout=open_timeout,
+        ping=(ping_interval, ping_timeout),
         compression=compression,
         on_close=on_close,
+        reconnect=(max_reconnects, reconnect_backoff) if reconnect else None,
     )
     return EventStream(source, ())
 

@@ -41,16 +41,41 @@ def test_chain_applies_in_documented_order() -> None:
             "64",
             "--only",
             "stdout,completed",
+            "--cap-output",
+            "100,20",
+            "--lines",
             "--reorder",
         ]
     )
     assert [
         "reorder",
         "only('stdout', 'completed')",
+        "lines",
         "buffer_bytes(64)",
+        "cap_output(100, 20)",
         "track_progress",
         "log_events",
     ] == [stage.name for stage in build_chain(args)]
+
+
+@pytest.mark.parametrize(
+    ("value", "sizes"), [("4096", (4096, 4096)), ("10,0", (10, 0))]
+)
+def test_cap_output_takes_head_and_tail(value: str, sizes: tuple[int, int]) -> None:
+    """--cap-output HEAD[,TAIL]: the tail defaults to the head."""
+    args = build_parser().parse_args(["replay", "x.jsonl", "--cap-output", value])
+    assert sizes == args.cap_output
+
+
+@pytest.mark.parametrize("value", ["abc", "1,x", "-1", "5,-2"])
+def test_cap_output_refuses_nonsense(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value that is not HEAD[,TAIL] in bytes is a usage error (status 2)."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["replay", "x.jsonl", "--cap-output", value])
+    assert 2 == exited.value.code
+    assert "--cap-output" in capsys.readouterr().err
 
 
 def test_no_chain_flags_no_stages() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from eventkit.dashboard.board import EVENT_OVERHEAD, THROUGHPUT_SECONDS, Board
-from eventkit.operators.progress import _parse as parse_progress
+from eventkit.operators.progress import parse_progress
 from tests.factories import ev, out
 
 

@@ -16,6 +16,8 @@ from structlog.testing import capture_logs
 from eventkit.chain import Chain
 from eventkit.operators._base import PerEvent, batched
 from eventkit.operators.buffer import BufferBytes
+from eventkit.operators.cap import CapOutput
+from eventkit.operators.lines import Lines
 from eventkit.operators.log import LogEvents, LogSummaries
 from eventkit.operators.metrics import ExportMetrics, ExportRunMetrics
 from eventkit.operators.progress import TrackProgress
@@ -40,7 +42,7 @@ def streams(draw: st.DrawFn) -> list[Event]:
     for run in ("a", "b", "c")[: draw(st.integers(1, 3))]:
         for sequence in range(draw(st.integers(0, 25))):
             kind = draw(st.sampled_from(TYPES))
-            data = draw(st.text("ab %/1€\n", max_size=10))
+            data = draw(st.text("ab %/1€\n\r", max_size=10))
             events.append(ev(kind, data, sequence, run=run, success=True))
     keys = [index + draw(st.integers(0, 4)) for index in range(len(events))]
     return [events[i] for i in sorted(range(len(events)), key=keys.__getitem__)]
@@ -89,6 +91,9 @@ OPERATORS: dict[str, Callable[[], Operator]] = {
     "track_progress": lambda: TrackProgress(),
     "track_progress-interval": lambda: TrackProgress(interval=2.0),
     "export_metrics": lambda: ExportMetrics(max_runs=2),
+    "cap_output": lambda: CapOutput(5, 4),
+    "lines": lambda: Lines(max_line_bytes=6),
+    "lines-collapsed": lambda: Lines(max_line_bytes=6, collapse_cr=True),
     "export_run_metrics": lambda: ExportRunMetrics(max_run_series=2, clock=fixed_clock),
 }
 batchings = st.lists(st.integers(1, 12), min_size=1, max_size=6)

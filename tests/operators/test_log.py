@@ -364,7 +364,7 @@ async def test_summary_mode_logs_lifecycle_and_one_summary() -> None:
     """Lifecycle events, then the summary in place of completed."""
     with capture_logs() as logs:
         out = await log_run(run_events("a"), pipe.log_events(mode="summary"))
-    assert ["started", "error", "resource_limit", "result", "run_summary"] == [
+    assert ["started", "error", "resource_limit", "run_summary"] == [
         entry["event"] for entry in logs
     ]
     assert {
@@ -477,8 +477,8 @@ async def test_summary_with_completed_in_types() -> None:
 
 
 def test_summary_types_default() -> None:
-    """The summary mode's default types are the lifecycle types but completed."""
-    assert {"started", "result", "error", "resource_limit"} == set(SUMMARY_TYPES)
+    """The summary mode's default: lifecycle types the summary does not hold."""
+    assert {"started", "error", "resource_limit"} == set(SUMMARY_TYPES)
 
 
 def test_unknown_mode_is_refused() -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from eventkit.events import Event
+from eventkit.operators import progress as progress_module
 from eventkit.operators._base import Operator
 from eventkit.operators.progress import TrackProgress
 from tests.factories import ev
@@ -423,4 +424,28 @@ def test_eighteen_digits_still_count() -> None:
         report["percent"],
         report["current"],
         report["total"],
+    )
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["12", "3", "%", "/", ".", "(", ")", " ", "x", "é", "\n", "45.0", "100%"]
+        ),
+        max_size=200,
+    ),
+    st.tuples(
+        st.none() | st.floats(0, 100),
+        st.none() | st.integers(0, 9),
+        st.none() | st.integers(1, 9),
+    ),
+)
+def test_long_output_parses_as_a_whole_search_would(
+    pieces: list[str], last: tuple[float | None, int | None, int | None]
+) -> None:
+    """Searching a long chunk from its tail first finds what a whole search finds."""
+    data = "".join(pieces)
+    whole = progress_module._last_report(data, 0, last)
+    assert (last if whole is None else whole) == progress_module.parse_progress(
+        data, last
     )

@@ -470,3 +470,49 @@ def test_every_event_accounted_for(
                 next_sequence += 1
         # Every input sequence was emitted or given up, never skipped over.
         assert all(e.sequence < next_sequence for e in inputs if e.run == run)
+
+
+# Gaps coming in
+
+
+def test_an_incoming_gap_covers_its_range() -> None:
+    """A gap event for 1..3 stands for those sequences: 4 follows at once."""
+    reorder = Reorder(max_delay=5.0)
+    incoming = gap("r", 1, 3, 1000.5)
+    assert [out(0), incoming, out(4)] == feed_all(reorder, [out(0), incoming, out(4)])
+    assert (0, 0, None) == (reorder.gaps, reorder.held, reorder.deadline())
+
+
+def test_an_incoming_gap_releases_what_waited_behind_it() -> None:
+    """Events after the range, held, go as soon as the gap comes."""
+    reorder = Reorder(max_delay=5.0)
+    assert [out(0)] == feed_all(reorder, [out(0), out(5), out(4)])
+    incoming = gap("r", 1, 3, 1000.5)
+    assert [incoming, out(4), out(5)] == feed_all(reorder, [incoming])
+    assert 0 == reorder.gaps
+
+
+def test_stragglers_of_an_incoming_gap_are_late() -> None:
+    """An event of the covered range arriving afterwards is late, and dropped."""
+    reorder = Reorder()
+    feed_all(reorder, [out(0), gap("r", 1, 2, 1000.5), out(3)])
+    assert [] == feed_all(reorder, [out(2)])
+    assert (1, 0) == (reorder.late, reorder.duplicates)
+
+
+def test_held_events_within_an_incoming_gap_go() -> None:
+    """An event held inside the range a late gap covers is dropped, not stuck."""
+    reorder = Reorder()
+    assert [out(0)] == feed_all(reorder, [out(0), out(2), out(5)])
+    incoming = gap("r", 1, 3, 1000.5)
+    assert [incoming] == feed_all(reorder, [incoming])
+    assert (1, 1) == (reorder.duplicates, reorder.held)
+    assert [out(4), out(5)] == feed_all(reorder, [out(4)])
+
+
+def test_a_malformed_gap_is_an_ordinary_event() -> None:
+    """A gap whose attrs do not name its range covers its own sequence only."""
+    reorder = Reorder(max_delay=None)
+    odd = Event(type="gap", run="r", sequence=1, attrs={"first_missing": "1"})
+    assert [out(0), odd] == feed_all(reorder, [out(0), odd, out(3)])
+    assert 1 == reorder.held

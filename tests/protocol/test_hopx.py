@@ -19,6 +19,7 @@ from eventkit.protocol.hopx import (
     execute_message,
     iso_timestamp,
     parse_timestamp,
+    resume_message,
 )
 from tests.factories import ev
 
@@ -81,7 +82,8 @@ def test_protocol_examples_decode_exactly() -> None:
         Event(
             type="stdout",
             data="Step 1/5\n",
-            timestamp=utc(2025, 11, 20, 10, 30, 0, 123456),
+            # RFC3339Nano, .123456789: to the nearest microsecond.
+            timestamp=utc(2025, 11, 20, 10, 30, 0, 123457),
             sequence=1,
             run="r",
         ),
@@ -696,3 +698,165 @@ def test_hopx_frames_decode_with_eventkit() -> None:
     assert T == events[0].timestamp
     assert 0 == events[0].attrs["server_sequence"]
     assert decoding.finished
+
+
+# Many messages at once
+
+_MESSAGES = st.one_of(
+    st.builds(
+        lambda kind, data, stamp: json.dumps(
+            {"type": kind, "data": data, "timestamp": stamp}
+        ).encode(),
+        st.sampled_from(["stdout", "stderr"]),
+        st.text(max_size=8),
+        st.sampled_from(["2025-11-20T10:30:00.123456789Z", "not a time", "2025-01-01"]),
+    ),
+    st.builds(
+        lambda kind, data: json.dumps({"type": kind, "data": data}).encode(),
+        st.sampled_from(["stdout", "stderr", "custom"]),
+        st.text(max_size=8),
+    ),
+    st.sampled_from(
+        [
+            b'{"type": "stdout", "data": "x", "timestamp": "2025-11-20T10:30:00Z", '
+            b'"sequence": 4}',
+            b'{"type": "result", "exit_code": 0, "execution_time": 0.5}',
+            b'{"type": "complete", "success": true}',
+            b'{"type": "error", "error": "boom", "code": "EXECUTION_FAILED"}',
+            b"not json",
+            b"   ",
+            b"[1, 2]",
+            b'{"type": 3}',
+            b"\xff\xfe",
+        ]
+    ),
+)
+
+
+@given(st.lists(_MESSAGES, max_size=12), st.integers(1, 5))
+def test_receive_all_is_receive_of_each(messages: list[bytes], size: int) -> None:
+    """Decoding messages together gives exactly what decoding each gives."""
+    alone = HopxDecoder("r", clock=lambda: 5.0)
+    together = HopxDecoder("r", clock=lambda: 5.0)
+    expected = [event for message in messages for event in alone.receive(message)]
+    got = []
+    for start in range(0, len(messages), size):
+        got += together.receive_all(messages[start : start + size])
+    assert expected == got
+    for counter in ("frames", "ignored", "invalid_frames", "finished"):
+        assert getattr(alone, counter) == getattr(together, counter)
+
+
+# Resumable executions ------------------------------------------------------
+
+
+def resumable() -> HopxDecoder:
+    """Return a decoder of a resumable execution for run ``r``, past ``started``."""
+    decoding = HopxDecoder("r", clock=lambda: NOW, resumable=True)
+    decoding.start()
+    return decoding
+
+
+def numbered(kind: str, sequence: int, **fields: Any) -> bytes:
+    """Return a frame of a resumable execution."""
+    return json.dumps({"type": kind, "sequence": sequence, **fields}).encode()
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_resumable_frames_take_the_sequence_as_transport(batched: bool) -> None:
+    """The execution frame names the run; sequences go to server_sequence, not attrs."""
+    decoding = resumable()
+    frames = [
+        b'{"type": "execution", "execution_id": "x1"}',
+        numbered("stdout", 0, data="a", timestamp="2025-01-01T00:00:00Z"),
+        numbered("stderr", 1, data="b"),
+        numbered("result", 2, exit_code=0),
+        numbered("complete", 3, success=True),
+    ]
+    if batched:
+        events = decoding.receive_all(frames)
+    else:
+        events = [e for frame in frames for e in decoding.receive(frame)]
+    assert "x1" == decoding.execution_id
+    assert 3 == decoding.server_sequence
+    assert ["stdout", "stderr", "result", "completed"] == [e.type for e in events]
+    assert [1, 2, 3, 4] == [e.sequence for e in events]
+    assert all("server_sequence" not in e.attrs for e in events)
+    assert decoding.finished
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_resumable_frames_received_twice_are_dropped(batched: bool) -> None:
+    """A frame sent again after a resume makes no second event."""
+    decoding = resumable()
+    frames = [numbered("stdout", n, data=str(n)) for n in (0, 1, 1, 0, 2)]
+    if batched:
+        events = decoding.receive_all(frames)
+    else:
+        events = [e for frame in frames for e in decoding.receive(frame)]
+    assert ["0", "1", "2"] == [e.data for e in events]
+    assert 2 == decoding.ignored
+
+
+def test_resume_gap_becomes_one_gap_event_of_the_exact_range() -> None:
+    """Frames 2..5 gone: one gap of four sequences, later events numbered after it."""
+    decoding = resumable()
+    decoding.receive_all(
+        [numbered("stdout", 0, data="a"), numbered("stdout", 1, data="b")]
+    )
+    gap_frame = json.dumps(
+        {"type": "error", "error": "gone", "code": "RESUME_GAP", "first_available": 6}
+    )
+    events = decoding.receive(gap_frame) + decoding.receive(
+        numbered("stdout", 6, data="g")
+    )
+    gap, after = events
+    assert ("gap", 3) == (gap.type, gap.sequence)
+    assert {"first_missing": 3, "last_missing": 6} == dict(gap.attrs)
+    assert ("g", 7) == (after.data, after.sequence)
+    assert 6 == decoding.server_sequence
+
+
+def test_resume_gap_with_nothing_lost_makes_no_event() -> None:
+    """A RESUME_GAP naming the next frame anyway loses nothing."""
+    decoding = resumable()
+    decoding.receive(numbered("stdout", 0, data="a"))
+    frame = json.dumps({"type": "error", "code": "RESUME_GAP", "first_available": 1})
+    assert [] == decoding.receive(frame)
+
+
+def test_resume_errors_are_plain_errors_without_resumable() -> None:
+    """Without resumable, the extension's frames are ordinary messages."""
+    decoding = decoder()
+    events = decoding.receive(
+        json.dumps({"type": "error", "code": "RESUME_GAP", "first_available": 3})
+    ) + decoding.receive(b'{"type": "execution", "execution_id": "x"}')
+    assert ["error", "execution"] == [e.type for e in events]
+    assert decoding.execution_id is None
+
+
+def test_resumable_encoder_numbers_every_frame() -> None:
+    """With resumable, result, error and complete frames carry a sequence too."""
+    encoder = HopxEncoder(resumable=True)
+    frames = [
+        json.loads(frame)
+        for event in (
+            ev("stdout", "x"),
+            ev("error", "boom", code="spawn_failed"),
+            ev("result", exit_code=1),
+            ev("completed", success=False),
+        )
+        for frame in encoder.encode(event)
+    ]
+    assert [0, 1, 2, 3] == [frame["sequence"] for frame in frames]
+    plain = [json.loads(f) for f in HopxEncoder().encode(ev("result", exit_code=1))]
+    assert "sequence" not in plain[0]
+
+
+def test_execute_and_resume_messages() -> None:
+    """resumable=True adds the key last; a resume names the id and the frame."""
+    assert json.loads(execute_message("x", resumable=True))["resumable"] is True
+    assert "resumable" not in json.loads(execute_message("x"))
+    assert {"type": "resume", "execution_id": "e", "after": -1} == json.loads(
+        resume_message("e", -1)
+    )

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+from typing import Any
 
 import aiohttp
 import pytest
@@ -109,3 +110,27 @@ async def test_shutdown_stops_runs_and_removes_sandboxes() -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not os.path.exists(base)  # noqa: ASYNC240 - a test's check
+
+
+def test_public_address_needs_isolation_chosen() -> None:
+    """On a public address, unisolated runs need isolation="none" said outright."""
+    with pytest.raises(ValueError, match="refusing to run code unisolated"):
+        LocalSandboxServer("0.0.0.0", api_key="k")
+    assert (
+        "none" == LocalSandboxServer("0.0.0.0", api_key="k", isolation="none").isolation
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"isolation": "chroot"}, "isolation must be"),
+        ({"output_policy": "drop"}, "output_policy must be"),
+        ({"resume_window": 0}, "resume_window must be"),
+        ({"resume_buffer_bytes": 0}, "resume_buffer_bytes must be"),
+    ],
+)
+def test_invalid_server_settings(options: dict[str, Any], message: str) -> None:
+    """Isolation, output policy and resume settings are checked at once."""
+    with pytest.raises(ValueError, match=message):
+        LocalSandboxServer(**options)

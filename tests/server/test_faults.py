@@ -172,6 +172,26 @@ async def test_output_cap_on_fifty_mebibytes(client: Any) -> None:
     assert {"type": "complete", "success": False} == complete
 
 
+@pytest.mark.server(max_output_bytes=1000, output_policy="truncate")
+async def test_output_policy_truncate_keeps_head_and_tail(client: Any) -> None:
+    """truncate: the run goes on; each stream keeps its first and last 500 bytes."""
+    token = (await client.create_hopx())["auth_token"]
+    code = (
+        "import sys\n"
+        "print('H' * 600 + 'x' * 100_000 + 'T' * 600)\n"
+        "print('e' * 10, file=sys.stderr)\n"
+        "sys.exit(4)\n"
+    )
+    frames = await client.run_hopx(token, code)
+    whole = "H" * 600 + "x" * 100_000 + "T" * 600 + "\n"
+    assert whole[:500] + whole[-500:] == client.output(frames)
+    assert "e" * 10 + "\n" == client.output(frames, "stderr")
+    result, complete = frames[-2:]
+    assert 4 == result["exit_code"]
+    assert {"type": "complete", "success": False, "truncated": True} == complete
+    assert "OUTPUT_LIMIT" not in json.dumps(frames)
+
+
 @pytest.mark.server(max_output_bytes=1_000_000)
 async def test_output_cap_on_ndjson(client: Any) -> None:
     """The cap holds on AI Computer too: an error line, then completed."""

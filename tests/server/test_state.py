@@ -13,7 +13,12 @@ def state(**options: Any) -> State:
     """A state with nothing behind it: public_host reads none of it."""
     nothing = cast("Any", None)
     return State(
-        limits=nothing, auth=nothing, sandboxes=nothing, admission=nothing, **options
+        limits=nothing,
+        auth=nothing,
+        sandboxes=nothing,
+        admission=nothing,
+        executions=nothing,
+        **options,
     )
 
 

@@ -7,11 +7,13 @@ import contextlib
 import json
 import socket
 import time
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -189,7 +191,7 @@ async def test_normal_run(serve_script: Serve) -> None:
     assert [e.data for e in events[1:3]] == ["a\n", "b\n"]
     assert events[3].attrs == {"exit_code": 0, "execution_time": 0.5}
     assert events[4].attrs == {"success": True}
-    assert events[1].timestamp == 1763634600.123456
+    assert events[1].timestamp == 1763634600.123457  # .123456789, rounded
     (message,) = server.received
     assert execute_message("print(1)", timeout=5) == message
     assert "env" not in json.loads(message)
@@ -453,3 +455,88 @@ def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
     url = options.pop("url", "ws://127.0.0.1:1")
     with pytest.raises(ValueError, match=message):
         websocket(url, "1", **options)
+
+
+async def test_messages_at_hand_come_in_one_batch(serve_script: Serve) -> None:
+    """Messages already received are decoded together: fewer, bigger batches.
+
+    It relies on websockets keeping received frames in
+    ``connection.recv_messages.frames``: this fails if a version moves them.
+    """
+    server = await serve_script([stdout(str(i)) for i in range(50)] + [COMPLETE])
+    stream = websocket(server.url, "1", compression=None)
+    async with contextlib.aclosing(stream.batches()) as batches:
+        sizes = [len(batch) async for batch in batches]
+    assert 52 == sum(sizes)  # started, 50 outputs, completed
+    assert len(sizes) < 20
+
+
+async def test_websockets_keeps_received_frames_where_we_look(
+    serve_script: Serve,
+) -> None:
+    """The connection's assembler holds a sized queue of frames."""
+    server = await serve_script([COMPLETE])
+    async with connect(server.url) as ws:
+        await ws.send("{}")
+        assert isinstance(ws.recv_messages.frames, Sized)
+
+
+# Reconnecting -------------------------------------------------------------
+
+
+async def test_reconnect_asks_for_a_resumable_execution(serve_script: Serve) -> None:
+    """reconnect=True adds "resumable": true to the execute message."""
+    server = await serve_script([RESULT, COMPLETE])
+    await read(websocket(server.url, "1", reconnect=True))
+    assert json.loads(server.received[0])["resumable"] is True
+
+
+async def test_reconnect_without_the_extension_ends_as_before(
+    serve_script: Serve,
+) -> None:
+    """An agent that names no execution: a lost connection is not resumed."""
+    server = await serve_script([stdout("x"), Abort()])
+    seen, error = await read_until_closed(websocket(server.url, "1", reconnect=True))
+    assert ["started", "stdout"] == types(seen)
+    assert 1006 == error.code
+    assert 1 == len(server.headers)  # connected once
+
+
+@pytest.mark.parametrize("code", [1000, 1008, 1003])
+async def test_reconnect_only_after_a_lost_connection(
+    serve_script: Serve, code: int
+) -> None:
+    """A close that is the server's decision (1000, 1008, ...) is not resumed."""
+    execution = '{"type": "execution", "execution_id": "e1"}'
+    server = await serve_script([execution, Close(code, "no")])
+    _, error = await read_until_closed(websocket(server.url, "1", reconnect=True))
+    assert (code, "no") == (error.code, error.reason)
+    assert 1 == len(server.headers)
+
+
+async def test_reconnect_gives_up_after_max_reconnects(serve_script: Serve) -> None:
+    """Every resume lost too: max_reconnects attempts, then the first cut's error."""
+    execution = '{"type": "execution", "execution_id": "e1"}'
+    server = await serve_script([execution, Abort()])
+    stream = websocket(
+        server.url, "1", reconnect=True, max_reconnects=3, reconnect_backoff=0.01
+    )
+    seen, error = await read_until_closed(stream)
+    assert ["started"] == types(seen)
+    assert 1006 == error.code
+    assert 4 == len(server.headers)  # the run, then three attempts
+    resumes = [json.loads(message) for message in server.received[1:]]
+    assert [{"type": "resume", "execution_id": "e1", "after": -1}] * 3 == resumes
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_reconnects": 0}, "max_reconnects must be at least 1"),
+        ({"reconnect_backoff": -1.0}, "reconnect_backoff must be 0 or more"),
+    ],
+)
+def test_invalid_reconnect_settings(options: dict[str, Any], message: str) -> None:
+    """Reconnect settings are checked at once."""
+    with pytest.raises(ValueError, match=message):
+        websocket("ws://127.0.0.1:1", "1", reconnect=True, **options)

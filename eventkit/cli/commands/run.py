@@ -10,11 +10,17 @@ code, else the ``exit_code`` of ``completed``; 128 + N for a program killed
 by signal N, as shells say it; without an exit code, 0 if the run succeeded
 (see :mod:`eventkit.summary`), else 1.
 
-Failure behaviour: status 2 for invalid flags, a missing or unreadable file
-or a malformed ``--env``; 1, with one line saying why, when a sandbox or
-output cannot be reached, the token is refused, the stream closed before the
-run completed, or no run came back; 128 + N when signal N stopped it (130
-for Ctrl-C). The summary of what ran is printed in every case.
+With ``--url`` and ``--reconnect``, a connection lost mid-run is resumed
+(see :func:`eventkit.sources.websocket`): the code runs once, output is
+neither lost nor repeated, and frames the server no longer held show as a
+``gap``.
+
+Failure behaviour: status 2 for invalid flags (``--reconnect`` without
+``--url``), a missing or unreadable file or a malformed ``--env``; 1, with
+one line saying why, when a sandbox or output cannot be reached, the token
+is refused, the stream closed before the run completed, or no run came back;
+128 + N when signal N stopped it (130 for Ctrl-C). The summary of what ran
+is printed in every case.
 """
 
 from __future__ import annotations
@@ -86,6 +92,8 @@ def _sandbox(
     args: argparse.Namespace, code: str, language: str, env: dict[str, str]
 ) -> AsyncIterable[Event]:
     """Return the source the flags name: a remote sandbox, else the local one."""
+    if args.reconnect and not args.url:
+        raise ValueError("--reconnect needs --url (a HOPX agent)")
     if args.url:
         return sources.websocket(
             args.url,
@@ -94,6 +102,7 @@ def _sandbox(
             timeout=args.timeout,
             env=env,
             token=args.token,
+            reconnect=args.reconnect,
         )
     if args.aicomputer:
         return sources.aicomputer(

@@ -8,8 +8,13 @@ The API key comes from ``--api-key``, ``--api-key-file`` (its first line)
 or the ``EVENTKIT_API_KEY`` environment variable, in that order; the last
 two keep it out of ``ps``.
 
+Runs are isolated by default (``--isolation auto``: a bubblewrap sandbox
+where one starts); the start-up lines say what runs get.
+
 Failure behaviour: exit status 2 for settings the server refuses (a public
-address without an API key, an empty or unreadable key file, say), 1 when a
+address without an API key, an empty or unreadable key file, a public
+address without isolation unless ``--isolation none``, ``--isolation bwrap``
+where no sandbox starts, say), 1 when a
 port cannot be bound, 130 after Ctrl-C and 143 after SIGTERM (128 + the
 signal), once everything is cleaned up.
 """
@@ -26,6 +31,7 @@ from eventkit import sinks
 from eventkit.cli.display import error_console, print_error
 from eventkit.metrics import collector_for
 from eventkit.server import serve
+from eventkit.sources.local import probe_isolation
 
 if TYPE_CHECKING:
     import argparse
@@ -77,8 +83,17 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "send_timeout": args.send_timeout,
         "idle_timeout": args.idle_timeout,
         "body_timeout": args.body_timeout,
-        # The isolation flags become ``local_options`` (and
-        # ``can_cut_network``) here.
+        "output_policy": args.output_policy,
+        "resume_buffer_bytes": args.resume_buffer_bytes,
+        "resume_window": args.resume_window,
+        "resume_buffer_total": args.resume_buffer_total,
+        "isolation": args.isolation,
+        "network": not args.no_network,
+        "local_options": {
+            "max_memory_bytes": args.max_memory_bytes,
+            "max_processes": args.max_processes,
+            "interrupt_grace": args.interrupt_grace,
+        },
     }
 
 
@@ -91,6 +106,14 @@ def main(args: argparse.Namespace) -> int:
         err.print(f"eventkit sandbox listening on [bold]{url}[/]")
         err.print(f"  HOPX:        AsyncSandbox.create(..., base_url={url!r})")
         err.print(f"  AI Computer: SandboxClient(base_url={url!r})")
+        if args.isolation == "none":
+            err.print(
+                "[yellow]isolation: none[/]: the code runs as this user and "
+                "sees this machine"
+            )
+        else:
+            # Probed already by the server, before it listened: cached.
+            err.print(probe_isolation().describe())
 
     async def sandbox(settings: dict[str, Any]) -> None:
         await serve(args.host, args.port, on_ready=ready, **settings)

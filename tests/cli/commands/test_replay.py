@@ -113,7 +113,7 @@ def test_log_json_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(DEMO), "--log", "json", "--json"]) == 0
     _, err = capsys.readouterr()
     entries = [json.loads(line) for line in err.splitlines() if '"level"' in line]
-    assert [e["event"] for e in entries] == ["started", "result", "run_summary"]
+    assert [e["event"] for e in entries] == ["started", "run_summary"]
     assert entries[-1]["exit_code"] == 0
     assert all(e["run"] == "demo-run-1" for e in entries)
 

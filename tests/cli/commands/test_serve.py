@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from eventkit.cli import main
+from tests.sources.local.runs import needs_bwrap
 
 if TYPE_CHECKING:
     import pathlib
@@ -146,7 +147,8 @@ def alive(pid: int) -> bool:
 
 def test_sigterm_stops_like_ctrl_c() -> None:
     """SIGTERM: runs killed (a grandchild too), sandbox directories removed, 143."""
-    server, url = start()
+    # Unisolated, so that the code's process ids are this machine's.
+    server, url = start("--isolation", "none")
     try:
         token = post(f"{url}/dev/token", {}, {})["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
@@ -259,3 +261,53 @@ def test_flags_reach_the_server() -> None:
         "max_file_bytes": 100,
         "max_output_bytes": 64 << 20,
     }.items() <= settings.items()
+
+
+@needs_bwrap
+def test_runs_are_isolated_by_default() -> None:
+    """serve isolates by default: its own processes only, /workspace, said at start."""
+    server, url = start()
+    try:
+        assert server.stderr is not None
+        lines = [server.stderr.readline() for _ in range(3)]
+        assert "isolation: bwrap" in lines[-1]
+        token = post(f"{url}/dev/token", {}, {})["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        sandbox = post(f"{url}/api/v1/sandbox/create", {}, auth)["sandbox_id"]
+        code = (
+            "import os\n"
+            "pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]\n"
+            "print(os.getcwd(), max(pids))"
+        )
+        answer = post(f"{url}/api/v1/sandbox/{sandbox}/execute", {"code": code}, auth)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+    cwd, highest = answer["output"].split()
+    assert "/workspace" == cwd
+    assert int(highest) < 10  # bwrap, the program: a PID namespace of its own
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([], "refusing to run code unisolated on '0.0.0.0'"),
+        (["--isolation", "bwrap"], "isolation bwrap is not available here"),
+    ],
+)
+def test_no_sandbox_on_a_public_address_is_refused(
+    flags: list[str], message: str
+) -> None:
+    """Where bwrap cannot run, a public address needs --isolation none."""
+    command = [sys.executable, "-m", "eventkit", "serve", "--port", "0"]
+    done = subprocess.run(
+        [*command, "--host", "0.0.0.0", "--api-key", "k", *flags],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PATH": "/nonexistent"},  # no bwrap to be found
+    )
+    assert 2 == done.returncode
+    assert message in done.stderr
