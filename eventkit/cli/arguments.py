@@ -293,6 +293,7 @@ def _add_serve(commands: _Subparsers) -> None:
         metavar="S",
         help="seconds between SIGINT and SIGKILL when a run is stopped (default 2)",
     )
+    add_dashboard_flags(serve, keep=False)
     serve.add_argument(
         "--metrics-port",
         type=int,

@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import TracebackType
 
+    from eventkit.sinks import Sink
     from eventkit.sources.local import Isolation
 
 __all__ = ["LocalSandboxServer", "serve"]
@@ -204,6 +205,10 @@ class LocalSandboxServer:
         network: Whether isolated runs may use the network; a HOPX sandbox
             created with ``internet_access=False`` runs without it either
             way (refused with 400 when runs are not isolated).
+        observer: A sink that gets a copy of every run's events as they come,
+            opened and closed with the server (``eventkit serve
+            --dashboard``: :func:`eventkit.sinks.dashboard`); its failures
+            are logged (``observer_failed``) and never reach a run.
         local_options: Further keyword arguments for every run's
             :func:`eventkit.sources.local`: ``max_memory_bytes``,
             ``max_processes``, ``interrupt_grace``.
@@ -243,6 +248,7 @@ class LocalSandboxServer:
         output_policy: Literal["kill", "truncate"] = "kill",
         isolation: Isolation | None = None,
         network: bool = True,
+        observer: Sink | None = None,
         local_options: Mapping[str, Any] | None = None,
     ) -> None:
         _check_exposure(host, api_key)
@@ -252,6 +258,7 @@ class LocalSandboxServer:
                 f"output_policy must be 'kill' or 'truncate', not {output_policy!r}"
             )
         self._truncate_output = output_policy == "truncate"
+        self._observer = observer
         for name, count in (
             ("max_sandboxes", max_sandboxes),
             ("max_sandboxes_per_key", max_sandboxes_per_key),
@@ -354,6 +361,8 @@ class LocalSandboxServer:
         """
         if self._runner is not None:
             raise RuntimeError("the server is already started")
+        if self._observer is not None:
+            await self._observer.open()
         base = tempfile.mkdtemp(prefix="eventkit-server-")
         state = State(
             limits=self.limits,
@@ -367,6 +376,7 @@ class LocalSandboxServer:
                 local_options=self._local_options,
                 can_cut_network=self.isolation == "bwrap",
                 truncate_output=self._truncate_output,
+                observer=self._observer,
             ),
             admission=Admission(self.limits.max_concurrent, self.limits.max_queue),
             executions=Executions(
@@ -410,6 +420,8 @@ class LocalSandboxServer:
         except BaseException:
             await runner.cleanup()
             shutil.rmtree(base, ignore_errors=True)
+            if self._observer is not None:
+                await self._observer.close()
             raise
         self._runner, self._state = runner, state
         self._reaper = asyncio.create_task(
@@ -446,6 +458,8 @@ class LocalSandboxServer:
             # Every run has ended (or the close failed): stop reading it.
             server_stats().untrack(state.admission)
             await asyncio.to_thread(shutil.rmtree, state.sandboxes.base, True)
+            if self._observer is not None:
+                await self._observer.close()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -52,6 +52,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import structlog
 
 from eventkit.exceptions import EventkitError
 from eventkit.pipe import cap_output
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from eventkit.events import Event
     from eventkit.server.limits import Ticket
     from eventkit.server.requests import ExecuteRequest
+    from eventkit.sinks import Sink
 
 __all__ = [
     "AICOMPUTER",
@@ -82,6 +84,8 @@ __all__ = [
     "SandboxPausedError",
     "WorkdirError",
 ]
+
+_log: Final = structlog.get_logger("eventkit.server")
 
 #: What a sandbox is: which API made it, and so which endpoints reach it.
 HOPX: Final = "hopx"
@@ -160,6 +164,17 @@ class _Tracked:
         return self
 
     async def __anext__(self) -> Event:
+        event = await self._next()
+        observer = self._sandbox.observer
+        if observer is not None:
+            try:
+                await observer.send_batch([event])
+            except Exception:
+                # Watching must never cost a run: logged, and the run goes on.
+                _log.exception("observer_failed", sandbox=self._sandbox.id)
+        return event
+
+    async def _next(self) -> Event:
         try:
             event = await self._events.__anext__()
         except OSError as exc:
@@ -220,6 +235,8 @@ class Sandbox:
         truncate_output: Whether a run over its output cap keeps its first
             and last bytes and goes on (``--output-policy truncate``)
             rather than being stopped.
+        observer: A sink that gets a copy of every run's events (a live
+            dashboard); its failures are logged, never a run's.
         clock: Unix time, for its creation and last use.
 
     Attributes:
@@ -260,6 +277,7 @@ class Sandbox:
         "kind",
         "last_used",
         "local_options",
+        "observer",
         "owner",
         "paused",
         "processes",
@@ -281,6 +299,7 @@ class Sandbox:
         *,
         local_options: Mapping[str, Any] | None = None,
         truncate_output: bool = False,
+        observer: Sink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
@@ -303,6 +322,7 @@ class Sandbox:
         #: Extra keyword arguments of every run's :func:`eventkit.sources.local`.
         self.local_options: Mapping[str, Any] = local_options or {}
         self.truncate_output = truncate_output
+        self.observer = observer
         self._turns: dict[tuple[int, int], _Turn] = {}
         #: The runs going on here, each a task this sandbox owns: awaited by
         #: its caller in guard(), cancelled and awaited by stop().
@@ -525,6 +545,7 @@ class Registry:
         local_options: Extra keyword arguments for every run's
             :func:`eventkit.sources.local` (how runs are isolated).
         truncate_output: As for :class:`Sandbox`.
+        observer: As for :class:`Sandbox`.
         can_cut_network: Whether runs can be kept off the network, so that
             a sandbox may be created with ``internet_access`` false.
         clock: Unix time, for tokens and expiry.
@@ -541,6 +562,7 @@ class Registry:
         "local_options",
         "max_per_owner",
         "max_sandboxes",
+        "observer",
         "token_ttl",
         "truncate_output",
     )
@@ -555,6 +577,7 @@ class Registry:
         idle_ttl: float = 3600.0,
         local_options: Mapping[str, Any] | None = None,
         truncate_output: bool = False,
+        observer: Sink | None = None,
         can_cut_network: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -565,6 +588,7 @@ class Registry:
         self.token_ttl = token_ttl
         self.local_options: Mapping[str, Any] = dict(local_options or {})
         self.truncate_output = truncate_output
+        self.observer = observer
         self.can_cut_network = can_cut_network
         self._clock = clock
         self._sandboxes: dict[str, Sandbox] = {}
@@ -601,6 +625,7 @@ class Registry:
             template,
             local_options=self.local_options,
             truncate_output=self.truncate_output,
+            observer=self.observer,
             clock=self._clock,
         )
         self._sandboxes[sandbox_id] = sandbox

@@ -28,6 +28,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from eventkit import sinks
+from eventkit.cli.dashboard import dashboard_for, serving
 from eventkit.cli.display import error_console, print_error
 from eventkit.metrics import collector_for
 from eventkit.server import serve
@@ -116,7 +117,11 @@ def main(args: argparse.Namespace) -> int:
             err.print(probe_isolation().describe())
 
     async def sandbox(settings: dict[str, Any]) -> None:
-        await serve(args.host, args.port, on_ready=ready, **settings)
+        await serving(
+            dashboard,
+            err,
+            serve(args.host, args.port, on_ready=ready, observer=dashboard, **settings),
+        )
 
     async def serve_all(settings: dict[str, Any]) -> None:
         nonlocal terminated
@@ -144,6 +149,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         settings = options(args)
+        dashboard = dashboard_for(args, err, "serve")
         asyncio.run(serve_all(settings))
     except ValueError as exc:
         print_error(err, exc)

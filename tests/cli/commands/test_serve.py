@@ -110,8 +110,13 @@ def test_serve_exposes_its_metrics() -> None:
     assert 'eventkit_server_refusals_total{reason="unauthorized"} 1.0' in exposition
 
 
-def start(*flags: str, env: dict[str, str] | None = None) -> tuple[Any, str]:
-    """Start ``eventkit serve --port 0 FLAGS``; return the process and its URL."""
+def start(
+    *flags: str, env: dict[str, str] | None = None, before: list[str] | None = None
+) -> tuple[Any, str]:
+    """Start ``eventkit serve --port 0 FLAGS``; return the process and its URL.
+
+    The lines printed before the one saying where it listens go to ``before``.
+    """
     server = subprocess.Popen(
         [sys.executable, "-m", "eventkit", "serve", "--port", "0", *flags],
         stderr=subprocess.PIPE,
@@ -119,8 +124,10 @@ def start(*flags: str, env: dict[str, str] | None = None) -> tuple[Any, str]:
         env=env,
     )
     assert server.stderr is not None
-    line = server.stderr.readline()
-    assert "listening on " in line, line + server.stderr.read()
+    seen = [] if before is None else before
+    while "listening on " not in (line := server.stderr.readline()):
+        seen.append(line)
+        assert line, "".join(seen)  # serve ended without listening
     return server, line.split("listening on ")[1].strip()
 
 
@@ -311,3 +318,26 @@ def test_no_sandbox_on_a_public_address_is_refused(
     )
     assert 2 == done.returncode
     assert message in done.stderr
+
+
+def test_dashboard_shows_the_servers_runs() -> None:
+    """serve --dashboard: every run the server makes is a row, with its exit code."""
+    server, url = start("--isolation", "none", "--dashboard", "0")
+    try:
+        (line,) = server.lines_before
+        board = line.split("dashboard: ")[1].strip().rstrip("/")
+        token = post(f"{url}/dev/token", {}, {})["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        sandbox = post(f"{url}/api/v1/sandbox/create", {}, auth)["sandbox_id"]
+        code = {"code": "import sys\nprint('hi')\nsys.exit(3)"}
+        post(f"{url}/api/v1/sandbox/{sandbox}/execute", code, auth)
+        with urllib.request.urlopen(f"{board}/api/runs", timeout=10) as response:
+            runs = json.loads(response.read())["runs"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+    assert [("failed", 3, "serve")] == [
+        (run["state"], run["exit_code"], run["source"]) for run in runs
+    ]
