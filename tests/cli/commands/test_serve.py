@@ -322,9 +322,10 @@ def test_no_sandbox_on_a_public_address_is_refused(
 
 def test_dashboard_shows_the_servers_runs() -> None:
     """serve --dashboard: every run the server makes is a row, with its exit code."""
-    server, url = start("--isolation", "none", "--dashboard", "0")
+    before: list[str] = []
+    server, url = start("--isolation", "none", "--dashboard", "0", before=before)
     try:
-        (line,) = server.lines_before
+        (line,) = before
         board = line.split("dashboard: ")[1].strip().rstrip("/")
         token = post(f"{url}/dev/token", {}, {})["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
