@@ -314,10 +314,11 @@ class ChildProcess(asyncio.SubprocessProtocol):
         self.pid = transport.get_pid()
         for fd in (1, 2):
             pipe = transport.get_pipe_transport(fd)
-            if pipe is not None:
-                self._inodes.append(
-                    procfs.pipe_inode(pipe.get_extra_info("pipe").fileno())
-                )
+            file = None if pipe is None else pipe.get_extra_info("pipe")
+            # A pipe already closed at end of file (a child that exited at
+            # once) has no writer left: nobody can hold it.
+            if file is not None and not file.closed:
+                self._inodes.append(procfs.pipe_inode(file.fileno()))
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if self._discard:
