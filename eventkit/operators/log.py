@@ -76,6 +76,8 @@ class Summary(Protocol):
 
     #: Set by :class:`LogSummaries` when it counted later output itself.
     last_timestamp: float
+    #: Set by :class:`LogSummaries` when it read later progress itself.
+    percent: float | None
 
     # Read-only properties, so that a dataclass's fields fit.
     @property
@@ -100,8 +102,6 @@ class Summary(Protocol):
     def limits(self) -> list[str]: ...
     @property
     def errors(self) -> list[str]: ...
-    @property
-    def percent(self) -> float | None: ...
 
 
 class SummaryTracker(Protocol):
@@ -250,7 +250,14 @@ class LogSummaries(LogEvents):
             below 1.
     """
 
-    __slots__ = ("_finished", "_log_output", "_max_runs", "_runs", "_tracker")
+    __slots__ = (
+        "_finished",
+        "_log_output",
+        "_log_progress",
+        "_max_runs",
+        "_runs",
+        "_tracker",
+    )
 
     def __init__(
         self,
@@ -272,8 +279,9 @@ class LogSummaries(LogEvents):
             raise ValueError(f"max_runs must be at least 1, not {max_runs!r}")
         self._tracker = tracker
         self._max_runs = max_runs
-        # Whether output events are logged too, not only counted.
+        # Whether output and progress events are logged too, not only counted.
         self._log_output = self._types is None or bool(self._types & OUTPUT_TYPES)
+        self._log_progress = self._types is None or "progress" in self._types
         # The runs in progress, in order of first event.
         self._runs: dict[str, _Run] = {}
         # Runs summarised lately: what follows their end (the final progress
@@ -286,6 +294,7 @@ class LogSummaries(LogEvents):
         types = self._types
         every = self._every
         log_output = self._log_output
+        log_progress = self._log_progress
         for event in events:
             run = event.run
             state = runs.get(run)
@@ -304,6 +313,16 @@ class LogSummaries(LogEvents):
                 if event.timestamp > state.last:
                     state.last = event.timestamp
                 if not log_output:
+                    continue
+            elif state is not None and kind == "progress":
+                # As frequent as output once track_progress runs upstream:
+                # read here too, for the last percentage only.
+                percent = event.attrs.get("percent")
+                if type(percent) is float or type(percent) is int:
+                    state.percent = percent
+                if event.timestamp > state.last:
+                    state.last = event.timestamp
+                if not log_progress:
                     continue
             elif state is None and run in self._finished:
                 LogEvents.feed(self, [event])
@@ -367,14 +386,16 @@ class LogSummaries(LogEvents):
 class _Run:
     """A run in progress for :class:`LogSummaries`: its tracker, and its output."""
 
-    __slots__ = ("last", "output", "tracker")
+    __slots__ = ("last", "output", "percent", "tracker")
 
     def __init__(self, tracker: SummaryTracker) -> None:
         self.tracker = tracker
         #: ``[events, bytes]`` of output by type, not yet in the tracker's summary.
         self.output: dict[str, list[int]] = {}
-        #: Latest timestamp of that output.
+        #: Latest timestamp of that output and progress.
         self.last = float("-inf")
+        #: The last percentage of the progress read here, if any.
+        self.percent: float | None = None
 
     def merged(self, summary: Summary) -> Summary:
         """Add the output counted here to ``summary``; return it."""
@@ -384,4 +405,6 @@ class _Run:
             sizes[kind] = sizes.get(kind, 0) + size
         if self.last > summary.last_timestamp:
             summary.last_timestamp = self.last
+        if self.percent is not None:
+            summary.percent = float(self.percent)
         return summary
