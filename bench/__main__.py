@@ -27,6 +27,7 @@ from bench import (
     ingest,
     observability,
     redis,
+    resume,
     server,
     startup,
 )
@@ -68,6 +69,10 @@ SUITES: dict[str, tuple[str, Callable[[argparse.Namespace, Step], dict[str, Any]
     "redis": (
         "Redis Streams end to end: eventkit's sink and source vs raw redis-py",
         lambda args, step: redis.measure(args.redis_events, args.repetitions, step),
+    ),
+    "resume": (
+        "resume latency: a cut WebSocket to the first event resumed after it",
+        lambda args, step: resume.measure(),
     ),
     "startup": (
         "the eventkit command's start: --version and --help vs import asyncio",
