@@ -725,6 +725,10 @@ _MESSAGES = st.one_of(
             b'{"type": "error", "error": "boom", "code": "EXECUTION_FAILED"}',
             b"not json",
             b"   ",
+            b"",
+            # Two values in one message: never two events when decoded together.
+            b'{"type": "stdout", "data": "a", "timestamp": "2025-11-20T10:30:00Z"},'
+            b'{"type": "stdout", "data": "b", "timestamp": "2025-11-20T10:30:00Z"}',
             b"[1, 2]",
             b'{"type": 3}',
             b"\xff\xfe",
