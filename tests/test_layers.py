@@ -28,7 +28,10 @@ PACKAGE: Final = Path(eventkit.__file__).parent
 #: The layers, bottom up: each module's layer is that of the longest prefix
 #: of its name listed here.
 LAYERS: Final = (
-    ("model", ("eventkit.events", "eventkit.exceptions", "eventkit._lazy")),
+    (
+        "model",
+        ("eventkit.events", "eventkit.exceptions", "eventkit._lazy", "eventkit._hosts"),
+    ),
     ("protocol", ("eventkit.protocol",)),
     ("operators", ("eventkit.operators", "eventkit.summary")),
     ("counters", ("eventkit.stats",)),

@@ -34,13 +34,13 @@ import collections
 import contextlib
 import hmac
 import importlib.resources
-import ipaddress
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from aiohttp import web
 
+from eventkit._hosts import is_loopback
 from eventkit.dashboard import selfmetrics
 from eventkit.dashboard.board import STATES
 
@@ -58,7 +58,6 @@ __all__ = [
     "MAX_QUEUED_MESSAGES",
     "Client",
     "DashboardApp",
-    "is_loopback",
 ]
 
 #: Messages waiting for one browser, at most.
@@ -104,16 +103,6 @@ _encoder: Final = msgspec.json.Encoder(enc_hook=_encode_other)
 def encode(document: Any) -> bytes:
     """Return ``document`` as JSON; values JSON cannot hold become their ``repr``."""
     return _encoder.encode(document)
-
-
-def is_loopback(host: str) -> bool:
-    """Tell whether ``host`` (a name or an address) reaches this machine only."""
-    if host.lower() in {"localhost", "localhost."}:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _json(document: Any, status: int = 200) -> web.Response:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from eventkit.operators._base import Stateless
 from eventkit.stats import all_source_stats, current_server_stats
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ __all__ = ["ChainWatch", "Chains", "server", "sources"]
 MAX_CHAINS: Final = 8
 
 
-class ChainWatch:
+class ChainWatch(Stateless):
     """A pass-through operator that hands its chain's counts to :class:`Chains`.
 
     Put it in a chain (through :meth:`eventkit.sinks.Dashboard.watch`); the
@@ -41,10 +42,6 @@ class ChainWatch:
 
     #: The stage's name.
     name: ClassVar[str] = "dashboard"
-    #: Takes batches.
-    batched: ClassVar[bool] = True
-    #: Never asks for a tick.
-    timed: ClassVar[bool] = False
 
     def __init__(self, chains: Chains) -> None:
         #: Called by the chain with its stats when it is built.
@@ -53,18 +50,6 @@ class ChainWatch:
     def feed(self, events: list[Event]) -> list[Event]:
         """Return the batch unchanged."""
         return events
-
-    def flush(self) -> list[Event]:
-        """Nothing held."""
-        return []
-
-    def deadline(self) -> float | None:
-        """Never."""
-        return None
-
-    def tick(self, now: float) -> list[Event]:
-        """Nothing due."""
-        return []
 
 
 class Chains:

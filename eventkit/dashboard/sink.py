@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from eventkit.dashboard.app import DashboardApp, is_loopback
+from eventkit._hosts import is_loopback
+from eventkit.dashboard.app import DashboardApp
 from eventkit.dashboard.board import Board
 from eventkit.dashboard.selfmetrics import Chains, ChainWatch
 from eventkit.sinks._base import Sink
