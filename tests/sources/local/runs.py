@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from eventkit.streams import EventStream
 
 __all__ = [
+    "FORKS",
     "GONE_WITHIN",
     "gone",
     "is_zombie",
@@ -36,6 +37,20 @@ __all__ = [
 
 #: How long a killed process may take to disappear (or turn zombie) at most.
 GONE_WITHIN: Final = 2.0
+#: Forks children that wait, until a fork fails; prints how many it made.
+FORKS: Final = """
+import os, time
+count = 0
+try:
+    while count < 500:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        count += 1
+    print("not stopped", count)
+except OSError as error:
+    print("stopped", count, error.errno)
+"""
 
 #: Tests that need a bubblewrap sandbox to start on this machine.
 needs_bwrap: Final = pytest.mark.skipif(

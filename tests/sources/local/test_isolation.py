@@ -15,6 +15,7 @@ import pytest
 
 from eventkit.sources.local import isolation, local
 from tests.sources.local.runs import (
+    FORKS,
     gone,
     needs_bwrap,
     needs_memory_cgroup,
@@ -250,22 +251,6 @@ async def test_timeout_is_a_hard_deadline_for_a_daemonizing_writer() -> None:
     assert time.monotonic() - begin < 3
     assert "timeout" == events[-3].attrs["limit"]
     assert await gone(pid_of(events))
-
-
-#: Forks children that wait, until a fork fails; prints how many it made.
-FORKS: Final = """
-import os, time
-count = 0
-try:
-    while count < 500:
-        if os.fork() == 0:
-            time.sleep(30)
-            os._exit(0)
-        count += 1
-    print("not stopped", count)
-except OSError as error:
-    print("stopped", count, error.errno)
-"""
 
 
 @needs_bwrap

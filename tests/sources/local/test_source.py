@@ -15,6 +15,7 @@ import structlog
 
 from eventkit.sources.local import isolation, local, procfs, source as source_module
 from tests.sources.local.runs import (
+    FORKS,
     gone,
     is_zombie,
     needs_memory_cgroup,
@@ -643,22 +644,6 @@ async def test_bwrap_without_a_sandbox_is_an_error_event(
     assert "isolation_unavailable" == events[1].attrs["code"]
     assert "tested" in events[1].data
     assert events[-1].attrs["success"] is False
-
-
-#: Forks children that wait, until a fork fails; prints how many it made.
-FORKS: Final = """
-import os, time
-count = 0
-try:
-    while count < 500:
-        if os.fork() == 0:
-            time.sleep(30)
-            os._exit(0)
-        count += 1
-    print("not stopped", count)
-except OSError as error:
-    print("stopped", count, error.errno)
-"""
 
 
 @needs_pids_cgroup
