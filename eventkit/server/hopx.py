@@ -572,7 +572,7 @@ class _Hopx:
         ) as events:
             async for event in events:
                 for frame in encode(event):
-                    await send(frame.decode())
+                    await send(frame)
 
     # Resumable executions (eventkit.server.resume) ---------------------------
 
@@ -720,7 +720,7 @@ async def _send_frames(socket: _Socket, reader: Reader) -> None:
         }
         await socket.send(msgspec.json.encode(gap).decode())
     while (frame := await reader.next()) is not None:
-        await socket.send(frame.decode())
+        await socket.send(frame)
         reader.sent()
 
 
@@ -767,15 +767,19 @@ class _Socket:
             self.dropped = True
             raise
 
-    async def send(self, text: str) -> None:
-        """Send a text frame.
+    async def send(self, text: str | bytes) -> None:
+        """Send a text frame: ``str``, or UTF-8 ``bytes`` sent as they are.
 
         Raises:
             SendTimeoutError: If the client read nothing for ``send_timeout``;
                 the connection is dropped.
             ConnectionError: If the client went away.
         """
-        await self._within(self.ws.send_str(text))
+        if isinstance(text, bytes):
+            # Encoded already (the encoder's JSON): no decode and encode again.
+            await self._within(self.ws.send_frame(text, WSMsgType.TEXT))
+        else:
+            await self._within(self.ws.send_str(text))
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close with ``code``; nothing if the connection was dropped."""
