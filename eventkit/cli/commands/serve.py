@@ -8,6 +8,10 @@ The API key comes from ``--api-key``, ``--api-key-file`` (its first line)
 or the ``EVENTKIT_API_KEY`` environment variable, in that order; the last
 two keep it out of ``ps``.
 
+``--dashboard PORT`` serves a live page of the server's runs; with an API
+key, the page needs it as its token (unless ``--dashboard-token`` or
+``EVENTKIT_DASHBOARD_TOKEN`` gives another).
+
 Runs are isolated by default (``--isolation auto``: a bubblewrap sandbox
 where one starts); the start-up lines say what runs get.
 
@@ -28,7 +32,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from eventkit import sinks
-from eventkit.cli.dashboard import dashboard_for, serving
+from eventkit.cli.dashboard import TOKEN_VARIABLE, dashboard_for, serving
 from eventkit.cli.display import error_console, print_error
 from eventkit.metrics import collector_for
 from eventkit.server import serve
@@ -149,6 +153,9 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         settings = options(args)
+        if args.dashboard_token is None and not os.environ.get(TOKEN_VARIABLE):
+            # The server's runs are the API key holder's: so is their view.
+            args.dashboard_token = settings["api_key"]
         dashboard = dashboard_for(args, err, "serve")
         asyncio.run(serve_all(settings))
     except ValueError as exc:

@@ -342,3 +342,27 @@ def test_dashboard_shows_the_servers_runs() -> None:
     assert [("failed", 3, "serve")] == [
         (run["state"], run["exit_code"], run["source"]) for run in runs
     ]
+
+
+def test_dashboard_needs_the_api_key() -> None:
+    """With an API key, serve's dashboard answers only to it."""
+    before: list[str] = []
+    server, _ = start(
+        "--isolation", "none", "--api-key", "sekrit", "--dashboard", "0", before=before
+    )
+    try:
+        (line,) = before
+        board = line.split("dashboard: ")[1].strip()
+        assert board.endswith("/?token=sekrit")
+        bare = board.split("?")[0] + "api/runs"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bare, timeout=10)
+        refused.value.close()
+        assert 401 == refused.value.code
+        with urllib.request.urlopen(bare + "?token=sekrit", timeout=10) as response:
+            assert [] == json.loads(response.read())["runs"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
