@@ -63,6 +63,8 @@ def parse_progress(data: str, last: Progress) -> Progress:
     Returns:
         ``last`` itself when ``data`` holds no valid report.
     """
+    if "%" not in data and "/" not in data:
+        return last  # no report without one of them: two scans in C
     if len(data) > _TAIL:
         start = _boundary(data, len(data) - _TAIL)
         if start:
