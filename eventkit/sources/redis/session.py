@@ -122,6 +122,8 @@ _Entry = tuple[bytes, list[bytes]]
 #: Seconds the leases of an iteration ended by an error or a cancellation
 #: are given to be released, before they are left to expire.
 _ABANDON_TIMEOUT: Final = 1.0
+#: Seconds a cancelled lease task may take to end before it is cancelled again.
+_CANCEL_AGAIN: Final = 0.5
 #: Entries the dead-letter stream keeps, about (``MAXLEN ~``): the latest.
 DEAD_LETTERS_KEPT: Final = 100_000
 #: Seconds a reply may take beyond the read's own ``BLOCK`` time.
@@ -1011,7 +1013,14 @@ class Session:
             task.cancel()
             # Waited for without raising: a failure of its own was raised
             # by the reading loop already.
-            await asyncio.wait([task])
+            await asyncio.wait([task], timeout=_CANCEL_AGAIN)
+            while not task.done():
+                # The cancellation was eaten on the way: redis-py mid-command
+                # may swallow one (redis/redis-py#2551, #2028). Seen once in a
+                # full test run, the task then slept on and the close never
+                # returned. Cancelled again until it ends.
+                task.cancel()
+                await asyncio.wait([task], timeout=_CANCEL_AGAIN)
             if not task.cancelled():
                 task.exception()
 
