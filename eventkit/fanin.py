@@ -14,7 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from eventkit.driver import BATCH_LIMIT, batches
-from eventkit.streams import EventStream
+from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator
@@ -50,13 +50,7 @@ class _Merge:
         self._sources = sources
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Event]:
-        async with contextlib.aclosing(self.batches()) as merged:  # type: ignore[type-var]
-            async for batch in merged:
-                for event in batch:
-                    yield event
+        return one_by_one(self.batches())
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Yield what the sources hand over, as it comes; see :func:`merge`."""

@@ -13,6 +13,7 @@ source depends on this small module only, never on the runner.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from eventkit.events import Event
     from eventkit.operators._base import Operator
 
-__all__ = ["EventStream", "Stage"]
+__all__ = ["EventStream", "Stage", "one_by_one"]
 
 
 class Stage:
@@ -148,6 +149,18 @@ class EventStream(Stream["Event"]):
         from eventkit.driver import batches
 
         return batches(self)
+
+
+async def one_by_one(batches: AsyncIterator[list[Event]]) -> AsyncIterator[Event]:
+    """Yield the events of ``batches`` one at a time; close it when left.
+
+    What every batch-offering source, tap and merge is iterated as, event by
+    event: ``def __aiter__(self): return one_by_one(self.batches())``.
+    """
+    async with contextlib.aclosing(batches) as held:  # type: ignore[type-var]
+        async for batch in held:
+            for event in batch:
+                yield event
 
 
 async def _nothing() -> AsyncIterator[Event]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from eventkit.driver import batches
 from eventkit.exceptions import SinkError
 from eventkit.sinks._base import failed
-from eventkit.streams import EventStream
+from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator
@@ -36,13 +36,7 @@ class _Tapped:
         self._sink = sink
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Event]:
-        async with contextlib.aclosing(self.batches()) as tapped:  # type: ignore[type-var]
-            async for batch in tapped:
-                for event in batch:
-                    yield event
+        return one_by_one(self.batches())
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Yield the source's batches, each sent to the sink first; see :func:`tap`."""

@@ -56,7 +56,6 @@ Failure behaviour:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sized
 from typing import TYPE_CHECKING, Any, Final
 
@@ -71,7 +70,7 @@ from eventkit.protocol.hopx import (
     resume_message,
 )
 from eventkit.stats import source_stats
-from eventkit.streams import EventStream
+from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -139,13 +138,7 @@ class _WebSocketSource:
         self._reconnect = reconnect
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Event]:
-        async with contextlib.aclosing(self.batches()) as batches:  # type: ignore[type-var]
-            async for batch in batches:
-                for event in batch:
-                    yield event
+        return one_by_one(self.batches())
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Run the code once; yield the events of every message at hand, in order."""

@@ -12,7 +12,6 @@ of an unfinished line plus one block.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
@@ -20,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Final
 from eventkit.exceptions import DecodeError
 from eventkit.protocol import jsonl as codec
 from eventkit.protocol.lines import NumberedLines
-from eventkit.streams import EventStream
+from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -49,13 +48,7 @@ class _JsonlSource:
         self._max_line = max_line
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Event]:
-        async with contextlib.aclosing(self.batches()) as batches:  # type: ignore[type-var]
-            async for batch in batches:
-                for event in batch:
-                    yield event
+        return one_by_one(self.batches())
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Yield the events of each block read, decoded at once."""

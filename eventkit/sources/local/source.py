@@ -18,7 +18,6 @@ reaped and a temporary directory removed before it returns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import subprocess
@@ -39,7 +38,7 @@ from eventkit.sources.local.process import (
 )
 from eventkit.sources.local.workdir import make_workdir, remove_workdir, write_code
 from eventkit.stats import source_stats
-from eventkit.streams import EventStream
+from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -139,13 +138,7 @@ class _LocalSource:
         self._mount = workdir_mount
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Event]:
-        async with contextlib.aclosing(self.batches()) as batches:  # type: ignore[type-var]
-            async for batch in batches:
-                for event in batch:
-                    yield event
+        return one_by_one(self.batches())
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Run the code once; yield its events, those of every read at hand at once."""

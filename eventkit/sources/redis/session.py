@@ -96,6 +96,7 @@ from eventkit.sources.redis.failures import (
 )
 from eventkit.sources.redis.leases import Lease, LeasePolicy
 from eventkit.stats import source_stats
+from eventkit.streams import one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -372,12 +373,9 @@ class Session:
 
     # The reading loop ---------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Yield the events of the shards owned, one at a time, until stopped."""
-        async with contextlib.aclosing(self.batches()) as batches:  # type: ignore[type-var]
-            async for batch in batches:
-                for event in batch:
-                    yield event
+        return one_by_one(self.batches())
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Yield the events of each read of the shards owned, until stopped.
