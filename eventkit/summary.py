@@ -145,6 +145,14 @@ class SummaryTracker:
             return summary
         return None
 
+    def pop(self, run: str) -> RunSummary:
+        """Forget ``run``; return its summary as it stands.
+
+        Raises:
+            KeyError: For a run never fed.
+        """
+        return self._runs.pop(run)
+
     def summaries(self) -> Iterator[RunSummary]:
         """Yield the summary of every run seen, in order of first appearance."""
         return iter(self._runs.values())

@@ -90,3 +90,15 @@ def test_no_completed_no_outcome() -> None:
     assert summary.success is None
     assert summary.reason is None
     assert summary.as_dict()["reason"] is None
+
+
+def test_pop_forgets_the_run_and_returns_its_summary() -> None:
+    """``pop`` hands over a run's summary and keeps nothing of it."""
+    tracker = SummaryTracker()
+    tracker.feed(ev("started", run="a"))
+    tracker.feed(ev("started", run="b"))
+    ended = tracker.feed(ev("completed", sequence=1, run="a", success=True))
+    assert ended is tracker.pop("a")
+    assert ["b"] == [summary.run for summary in tracker.summaries()]
+    with pytest.raises(KeyError):
+        tracker.pop("a")

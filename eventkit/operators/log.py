@@ -8,7 +8,7 @@ from eventkit.events import LIFECYCLE_TYPES, OUTPUT_TYPES
 from eventkit.operators._base import Stateless
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
 
     from eventkit.events import Event
 
@@ -105,7 +105,7 @@ class Summary(Protocol):
 
 
 class SummaryTracker(Protocol):
-    """What :class:`LogSummaries` needs to summarise a run.
+    """What :class:`LogSummaries` needs to summarise runs.
 
     :class:`eventkit.summary.SummaryTracker` fits; it is passed in rather than
     imported, to keep operators free of anything above them.
@@ -113,7 +113,7 @@ class SummaryTracker(Protocol):
 
     def feed(self, event: Event) -> Summary | None: ...
 
-    def summaries(self) -> Iterator[Summary]: ...
+    def pop(self, run: str) -> Summary: ...
 
 
 class LogEvents(Stateless):
@@ -237,8 +237,9 @@ class LogSummaries(LogEvents):
 
     Args:
         logger: Where entries go.
-        tracker: Makes a fresh per-run summary keeper, such as
-            :class:`eventkit.summary.SummaryTracker`.
+        tracker: Makes the summary keeper, such as
+            :class:`eventkit.summary.SummaryTracker`; called once per
+            operator, which pops each run's summary from it when the run ends.
         types: Event types to log besides the summaries; None for
             :data:`SUMMARY_TYPES`.
         level: A level name for every entry, summaries included.
@@ -277,13 +278,14 @@ class LogSummaries(LogEvents):
         )
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, not {max_runs!r}")
-        self._tracker = tracker
+        self._tracker = tracker()
         self._max_runs = max_runs
         # Whether output and progress events are logged too, not only counted.
         self._log_output = self._types is None or bool(self._types & OUTPUT_TYPES)
         self._log_progress = self._types is None or "progress" in self._types
-        # The runs in progress, in order of first event.
-        self._runs: dict[str, _Run] = {}
+        # The runs in progress, in order of first event, with their counts
+        # (see _counters).
+        self._runs: dict[str, list[Any]] = {}
         # Runs summarised lately: what follows their end (the final progress
         # report, a straggler) must not start a summary of its own.
         self._finished: dict[str, None] = {}
@@ -297,56 +299,53 @@ class LogSummaries(LogEvents):
         log_progress = self._log_progress
         for event in events:
             run = event.run
-            state = runs.get(run)
-            kind = event.type
-            summary = None
-            if state is not None and kind in OUTPUT_TYPES:
-                # Output, the bulk of a stream, is counted here: the same
-                # numbers the tracker would keep, at a fraction of the cost;
-                # the tracker gets everything else (and each run's first event).
-                counted = state.output.get(kind)
-                if counted is None:
-                    counted = state.output[kind] = [0, 0]
-                data = event.data
-                counted[0] += 1
-                counted[1] += len(data) if data.isascii() else len(data.encode())
-                if event.timestamp > state.last:
-                    state.last = event.timestamp
-                if not log_output:
+            counted = runs.get(run)
+            if counted is not None:
+                slot = _SLOTS.get(event.type)
+                if slot is not None:
+                    # Output, the bulk of a stream, is counted here: the same
+                    # numbers the tracker would keep, at a fraction of the
+                    # cost; the tracker gets everything else (and each run's
+                    # first event).
+                    data = event.data
+                    counted[slot] += 1
+                    counted[slot + 1] += (
+                        len(data) if data.isascii() else len(data.encode())
+                    )
+                    if event.timestamp > counted[_LAST]:
+                        counted[_LAST] = event.timestamp
+                    if not log_output:
+                        continue
+                elif event.type == "progress":
+                    # As frequent as output once track_progress runs
+                    # upstream: read here too, for the last percentage only.
+                    percent = event.attrs.get("percent")
+                    if type(percent) is float or type(percent) is int:
+                        counted[_PERCENT] = percent
+                    if event.timestamp > counted[_LAST]:
+                        counted[_LAST] = event.timestamp
+                    if not log_progress:
+                        continue
+                elif self._tracker.feed(event) is not None:
+                    kind = event.type
+                    if (types is None or kind in types) and (
+                        every == 1 or self._sampled(kind)
+                    ):
+                        self._log(event)
+                    self._log_summary(self._forget(run))
                     continue
-            elif state is not None and kind == "progress":
-                # As frequent as output once track_progress runs upstream:
-                # read here too, for the last percentage only.
-                percent = event.attrs.get("percent")
-                if type(percent) is float or type(percent) is int:
-                    state.percent = percent
-                if event.timestamp > state.last:
-                    state.last = event.timestamp
-                if not log_progress:
-                    continue
-            elif state is None and run in self._finished:
+            elif run in self._finished:
                 LogEvents.feed(self, [event])
                 continue
             else:
-                if state is None:
-                    if len(runs) >= self._max_runs:
-                        self._log_summary(self._forget(next(iter(runs))))
-                    state = runs[run] = _Run(self._tracker())
-                summary = state.tracker.feed(event)
+                if len(runs) >= self._max_runs:
+                    self._log_summary(self._forget(next(iter(runs))))
+                runs[run] = _counters()
+                self._tracker.feed(event)
+            kind = event.type
             if (types is None or kind in types) and (every == 1 or self._sampled(kind)):
                 self._log(event)
-            if summary is not None:
-                del runs[run]
-                self._end(run)
-                self._log_summary(state.merged(summary))
         return events
-
-    def _end(self, run: str) -> None:
-        """Remember that ``run`` was summarised, forgetting the oldest past 4096."""
-        finished = self._finished
-        finished[run] = None
-        if len(finished) > _FINISHED_RUNS:
-            del finished[next(iter(finished))]
 
     def flush(self) -> list[Event]:
         """End of input: log the summary of every run still in progress."""
@@ -355,56 +354,63 @@ class LogSummaries(LogEvents):
         return []
 
     def _forget(self, run: str) -> Summary:
-        """Drop the run's state; return its summary so far."""
-        self._end(run)
-        state = self._runs.pop(run)
-        return state.merged(next(state.tracker.summaries()))
+        """Drop the run's state; return its summary as it stands.
+
+        The run is remembered as summarised (the last 4096 of them).
+        """
+        finished = self._finished
+        finished[run] = None
+        if len(finished) > _FINISHED_RUNS:
+            del finished[next(iter(finished))]
+        counted = self._runs.pop(run)
+        summary = self._tracker.pop(run)
+        events, sizes = summary.events, summary.bytes
+        for kind, slot in _SLOTS.items():
+            count = counted[slot]
+            if count:
+                events[kind] = events.get(kind, 0) + count
+                sizes[kind] = sizes.get(kind, 0) + counted[slot + 1]
+        if counted[_LAST] > summary.last_timestamp:
+            summary.last_timestamp = counted[_LAST]
+        if counted[_PERCENT] is not None:
+            summary.percent = float(counted[_PERCENT])
+        return summary
 
     def _log_summary(self, summary: Summary) -> None:
         # Attributes read one by one: dataclasses.asdict() deep-copies, at
         # tens of microseconds a summary.
-        fields: dict[str, Any] = {
-            "run": summary.run,
-            "duration": summary.duration,
-            "exit_code": summary.exit_code,
-            "success": summary.success,
-            "completed": summary.completed,
-            "events": summary.events,
-            "bytes": summary.bytes,
-            "gaps": summary.gaps,
-            "missing": summary.missing,
-            "limits": summary.limits,
-            "errors": len(summary.errors),
-        }
-        if summary.percent is not None:
-            fields["percent"] = summary.percent
         # With a fixed level, every entry of _methods is that level's method.
         method = self._methods["info" if summary.success else "warning"]
-        method(SUMMARY_EVENT, **fields)
+        percent = summary.percent
+        method(
+            SUMMARY_EVENT,
+            run=summary.run,
+            duration=summary.duration,
+            exit_code=summary.exit_code,
+            success=summary.success,
+            completed=summary.completed,
+            events=summary.events,
+            bytes=summary.bytes,
+            gaps=summary.gaps,
+            missing=summary.missing,
+            limits=summary.limits,
+            errors=len(summary.errors),
+            **({} if percent is None else {"percent": percent}),
+        )
 
 
-class _Run:
-    """A run in progress for :class:`LogSummaries`: its tracker, and its output."""
+# What LogSummaries counts of a run itself, in one list per run (the cheapest
+# to reach from the per-event loop), not yet in the tracker's summary: events
+# and bytes of each output type, from the index in _SLOTS; the latest
+# timestamp of that output and of progress; the last progress percentage.
+_SLOTS: Final = {kind: 2 * i for i, kind in enumerate(sorted(OUTPUT_TYPES))}
+_LAST: Final = 2 * len(_SLOTS)
+_PERCENT: Final = _LAST + 1
 
-    __slots__ = ("last", "output", "percent", "tracker")
 
-    def __init__(self, tracker: SummaryTracker) -> None:
-        self.tracker = tracker
-        #: ``[events, bytes]`` of output by type, not yet in the tracker's summary.
-        self.output: dict[str, list[int]] = {}
-        #: Latest timestamp of that output and progress.
-        self.last = float("-inf")
-        #: The last percentage of the progress read here, if any.
-        self.percent: float | None = None
-
-    def merged(self, summary: Summary) -> Summary:
-        """Add the output counted here to ``summary``; return it."""
-        events, sizes = summary.events, summary.bytes
-        for kind, (count, size) in self.output.items():
-            events[kind] = events.get(kind, 0) + count
-            sizes[kind] = sizes.get(kind, 0) + size
-        if self.last > summary.last_timestamp:
-            summary.last_timestamp = self.last
-        if self.percent is not None:
-            summary.percent = float(self.percent)
-        return summary
+def _counters() -> list[Any]:
+    """Return a fresh run's counts, in the layout above."""
+    counted: list[Any] = [0] * _LAST
+    counted.append(float("-inf"))
+    counted.append(None)
+    return counted
