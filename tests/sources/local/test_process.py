@@ -219,3 +219,13 @@ async def test_a_pipe_closed_before_connection_made_is_skipped() -> None:
     assert [os.fstat(open_write).st_ino] == child._inodes
     still_open.close()
     os.close(open_write)
+
+
+async def test_output_pipes_hold_a_whole_read() -> None:
+    """Both output pipes are widened to what the event loop reads at once."""
+    code = (
+        "from fcntl import fcntl, F_GETPIPE_SZ\n"
+        "print(fcntl(1, F_GETPIPE_SZ), fcntl(2, F_GETPIPE_SZ))\n"
+    )
+    events = await read(local(code))
+    assert [process._PIPE_SIZE] * 2 == [int(size) for size in output(events).split()]
