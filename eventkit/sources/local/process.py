@@ -393,14 +393,11 @@ class ChildProcess(asyncio.SubprocessProtocol):
         fd, data = chunks.popleft()
         if data is None:
             return fd, None
-        if chunks and chunks[0][0] == fd and chunks[0][1] is not None:
-            parts = [data]
-            while chunks and chunks[0][0] == fd:
-                more = chunks[0][1]
-                if more is None:
-                    break
-                chunks.popleft()
-                parts.append(more)
+        parts = [data]
+        while chunks and chunks[0][0] == fd and (more := chunks[0][1]) is not None:
+            chunks.popleft()
+            parts.append(more)
+        if len(parts) > 1:
             data = b"".join(parts)
         since = self._partial_since
         if since is not None and not chunks:
