@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import TYPE_CHECKING, Any, Final
 
 from eventkit.events import OUTPUT_TYPES, TERMINAL_TYPES, Event, EventType
@@ -39,22 +40,31 @@ _PROGRESS_RE: Final = re.compile(
 Progress = tuple[float | None, int | None, int | None]
 
 
-#: Data longer than this is searched from its tail first (see :func:`parse_progress`).
-_TAIL: Final = 100
+#: Characters looked through, back from a ``%`` or ``/``, for the start of
+#: the run holding it, before the whole text is searched instead (see
+#: :func:`parse_progress`).
+_RUN_SCAN: Final = 200
+#: Runs with a ``%`` or ``/`` tried from the end before the rest of the text
+#: is searched at once.
+_RUNS_TRIED: Final = 8
 #: ASCII characters a report can be made of: digits, spaces, ``.%/()``.
 _REPORT_CHARS: Final = frozenset("0123456789 \t\n\r\f\v.%/()")
+#: A character no report can hold: what ends a run.
+_OUTSIDE: Final = re.compile(r"[^\d\s.%/()]")
 
 
 def parse_progress(data: str, last: Progress) -> Progress:
     """Return ``(percent, current, total)`` after the last report in ``data``.
 
-    Only the last valid report counts, so a long chunk of output is searched
-    from a point near its end first: the regular expression costs tens of
-    nanoseconds a character in digit-heavy output (logs with times and
-    counts), and most chunks end with their latest report. The point is
-    right after a character no report can contain, so the tail's matches are
-    exactly those a search of the whole text finds there; only when the
-    tail holds no valid report is the whole text searched.
+    Only the last valid report counts, and the regular expression costs tens
+    of nanoseconds a character in digit-heavy output (logs with times and
+    counts), so the text is not searched whole: a report lies within a run
+    of the characters it can be made of (digits, spaces, ``.%/()``) and holds
+    a ``%`` or a ``/``. The runs around the last of those are searched, from
+    the end, until one holds a valid report; their matches are exactly those
+    a search of the whole text finds there, since no match spans a character
+    outside its run. Past a few runs, or a very long one, the rest of the
+    text is searched at once.
 
     Args:
         data: Program output.
@@ -63,37 +73,57 @@ def parse_progress(data: str, last: Progress) -> Progress:
     Returns:
         ``last`` itself when ``data`` holds no valid report.
     """
-    if "%" not in data and "/" not in data:
-        return last  # no report without one of them: two scans in C
-    if len(data) > _TAIL:
-        start = _boundary(data, len(data) - _TAIL)
-        if start:
-            found = _last_report(data, start, last)
-            if found is not None:
-                return found
-    found = _last_report(data, 0, last)
+    end = len(data)
+    for _ in range(_RUNS_TRIED):
+        mark = max(data.rfind("%", 0, end), data.rfind("/", 0, end))
+        if mark < 0:
+            return last  # no report without one of them
+        start = _run_start(data, mark)
+        if start < 0:
+            break  # a run too long to walk back: search what is left at once
+        outside = _OUTSIDE.search(data, mark + 1, end)
+        stop = end if outside is None else outside.start()
+        # The search sees one character past the run: what a number must
+        # not run into.
+        found = _last_report(data, start, last, stop + 1)
+        if found is not None:
+            return found
+        end = start
+    found = _last_report(data, 0, last, end)
     return last if found is None else found
 
 
-def _boundary(data: str, near: int) -> int:
-    """Return a position at or before ``near`` that no report spans, or 0."""
+def _run_start(data: str, mark: int) -> int:
+    """Return where the run of report characters holding ``mark`` starts.
+
+    -1 when that is more than :data:`_RUN_SCAN` characters back.
+    """
     report_chars = _REPORT_CHARS
-    for index in range(near, max(near - _TAIL, 0), -1):
+    index = mark
+    floor = max(mark - _RUN_SCAN, 0)
+    while index > floor:
         char = data[index - 1]
-        if char in report_chars:
-            continue
         # Beyond ASCII, digits and spaces of other scripts match \d and \s.
-        if char.isascii() or not (char.isdigit() or char.isspace()):
+        if char not in report_chars and (
+            char.isascii() or not (char.isdecimal() or char.isspace())
+        ):
             return index
-    return 0
+        index -= 1
+    return 0 if index == 0 else -1
 
 
-def _last_report(data: str, start: int, last: Progress) -> Progress | None:
-    """Return the last valid report in ``data`` from ``start``, or None."""
+def _last_report(
+    data: str, start: int, last: Progress, stop: int = sys.maxsize
+) -> Progress | None:
+    """Return the last valid report in ``data[start:stop]``, or None.
+
+    The search sees the characters before ``start`` (for the checks that
+    a number does not continue a word), not those from ``stop`` on.
+    """
     found: Progress | None = None
     # Invalid matches (a percent over 100, a fraction over its total) are
     # skipped as false positives.
-    for match in _PROGRESS_RE.finditer(data, start):
+    for match in _PROGRESS_RE.finditer(data, start, stop):
         percent_text = match["percent"]
         if percent_text is not None:
             percent = float(percent_text)

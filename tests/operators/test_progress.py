@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -427,12 +427,17 @@ def test_eighteen_digits_still_count() -> None:
     )
 
 
+_REPORT_PIECES: Final = ["12", "3", "%", "/", ".", "(", ")", " ", "45.0", "100%"]
+# Other scripts' digits and spaces (\d and \s match them), word characters.
+_OTHER_PIECES: Final = ["x", "é", "_", "\n", "\u0663", "\u00a0", "\u2003", "ms/row"]
+
+
 @given(
-    st.lists(
-        st.sampled_from(
-            ["12", "3", "%", "/", ".", "(", ")", " ", "x", "é", "\n", "45.0", "100%"]
-        ),
-        max_size=200,
+    st.lists(st.sampled_from(_REPORT_PIECES + _OTHER_PIECES), max_size=200)
+    | st.lists(
+        # Mostly report characters: long runs, past the walk's bound.
+        st.sampled_from(_REPORT_PIECES * 20 + _OTHER_PIECES),
+        max_size=400,
     ),
     st.tuples(
         st.none() | st.floats(0, 100),
@@ -440,10 +445,10 @@ def test_eighteen_digits_still_count() -> None:
         st.none() | st.integers(1, 9),
     ),
 )
-def test_long_output_parses_as_a_whole_search_would(
+def test_output_parses_as_a_whole_search_would(
     pieces: list[str], last: tuple[float | None, int | None, int | None]
 ) -> None:
-    """Searching a long chunk from its tail first finds what a whole search finds."""
+    """The runs around the last ``%`` and ``/`` hold what a whole search finds."""
     data = "".join(pieces)
     whole = progress_module._last_report(data, 0, last)
     assert (last if whole is None else whole) == progress_module.parse_progress(
