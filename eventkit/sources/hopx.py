@@ -56,11 +56,12 @@ Failure behaviour:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sized
+import collections
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.frames import BINARY, TEXT
 
 from eventkit.exceptions import OnClose, StreamClosedError
 from eventkit.protocol.hopx import (
@@ -73,9 +74,10 @@ from eventkit.stats import source_stats
 from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     from websockets.asyncio.client import ClientConnection
+    from websockets.frames import Frame
 
     from eventkit.events import Event
     from eventkit.stats import SourceStats
@@ -84,6 +86,8 @@ __all__ = ["websocket"]
 
 #: The most messages decoded into one batch.
 _BATCH_FRAMES: Final = 32
+#: The opcodes a message's first frame has: text or binary, not continuation.
+_WHOLE: Final = frozenset({TEXT, BINARY})
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
@@ -169,7 +173,7 @@ class _WebSocketSource:
                     # decode=False hands text messages over as UTF-8 bytes,
                     # which msgspec reads directly: no str is made.
                     recv = ws.recv
-                    queued = _queued(ws)
+                    take_ready = _ready_messages(ws)
                     closed: ConnectionClosed | None = None
                     try:
                         received = [await recv(False)]
@@ -177,15 +181,9 @@ class _WebSocketSource:
                         closed = exc
                     else:
                         # Then every message already received, without
-                        # waiting (recv() returns at once while frames are
-                        # queued): decoded together, one trip through the
+                        # waiting: decoded together, one trip through the
                         # pipeline.
-                        while len(queued) and len(received) < _BATCH_FRAMES:
-                            try:
-                                received.append(await recv(False))
-                            except ConnectionClosed as exc:
-                                closed = exc
-                                break
+                        received += take_ready(_BATCH_FRAMES - 1)
                         stats.frames += len(received)
                         batch = receive_all(received)
                         if decoder.server_sequence != mark:
@@ -272,17 +270,43 @@ class _WebSocketSource:
         return decoder.abort(reason, code)
 
 
-def _queued(ws: ClientConnection) -> Sized:
-    """Return what tells how many frames ``ws`` holds received and unread.
+def _ready_messages(ws: ClientConnection) -> Callable[[int], list[bytes]]:
+    """Return what takes up to N messages ``ws`` holds received, without waiting.
 
-    websockets keeps them in its connection's message assembler; its length
-    says whether ``recv()`` can return without waiting, which lets a batch
-    take every message at hand for the price of a length. Should a version
-    of websockets keep them elsewhere, nothing is batched: an empty tuple
-    (``tests/sources/test_hopx.py`` fails first).
+    ``recv()`` costs about a microsecond a message, as much as decoding it:
+    the messages already received are taken from websockets' message
+    assembler at once instead, as ``recv(decode=False)`` would return them
+    one by one (the UTF-8 bytes of a text message, as-is), flow control
+    included. Only whole messages are taken: one in fragments stops the
+    taking, and ``recv()`` reassembles it. Should a version of websockets
+    keep its frames elsewhere, nothing is taken: every message is then
+    ``recv()``'s (``tests/sources/test_hopx.py`` fails first).
     """
-    queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
-    return queue if isinstance(queue, Sized) else ()
+    assembler = getattr(ws, "recv_messages", None)
+    queue = getattr(getattr(assembler, "frames", None), "queue", None)
+    resume = getattr(assembler, "maybe_resume", None)
+    if not isinstance(queue, collections.deque) or not callable(resume):
+        return _nothing_ready
+    frames: collections.deque[Frame] = queue
+
+    def take(most: int) -> list[bytes]:
+        taken: list[bytes] = []
+        while frames and len(taken) < most:
+            frame = frames[0]
+            if not frame.fin or frame.opcode not in _WHOLE:
+                break  # a message in fragments: recv() puts it together
+            frames.popleft()
+            data = frame.data
+            taken.append(data if type(data) is bytes else bytes(data))
+        if taken:
+            resume()
+        return taken
+
+    return take
+
+
+def _nothing_ready(most: int) -> list[bytes]:
+    return []
 
 
 def _close_of(closed: ConnectionClosed, max_size: int) -> tuple[int, str]:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Sized
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +20,9 @@ import eventkit
 from eventkit import sinks
 from eventkit.exceptions import StreamClosedError
 from eventkit.protocol.hopx import execute_message
+from eventkit.sources import hopx as hopx_source
 from eventkit.sources.hopx import websocket
+from tests.polling import until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -72,7 +73,14 @@ class Gate:
     opened: asyncio.Event
 
 
-Action = str | bytes | Sleep | Close | Abort | Gate
+@dataclass(frozen=True)
+class Fragments:
+    """Server action: send one text message in these fragments."""
+
+    parts: list[str]
+
+
+Action = str | bytes | Sleep | Close | Abort | Gate | Fragments
 
 
 @dataclass
@@ -139,6 +147,8 @@ async def play(ws: ServerConnection, script: Sequence[Action]) -> None:
             await ws.send(action)
         elif isinstance(action, Sleep):
             await asyncio.sleep(action.seconds)
+        elif isinstance(action, Fragments):
+            await ws.send(iter(action.parts))
         elif isinstance(action, Close):
             await ws.close(action.code, action.reason)
         elif isinstance(action, Gate):
@@ -471,14 +481,39 @@ async def test_messages_at_hand_come_in_one_batch(serve_script: Serve) -> None:
     assert len(sizes) < 20
 
 
-async def test_websockets_keeps_received_frames_where_we_look(
+async def test_messages_at_hand_are_taken_whole_and_in_order(
     serve_script: Serve,
 ) -> None:
-    """The connection's assembler holds a sized queue of frames."""
-    server = await serve_script([COMPLETE])
-    async with connect(server.url) as ws:
+    """Received messages are taken at once, up to one in fragments, which recv() reads.
+
+    It relies on websockets keeping received frames in
+    ``connection.recv_messages.frames``: this fails if a version moves them.
+    """
+    fragmented = Fragments([stdout("b")[:10], stdout("b")[10:]])
+    server = await serve_script([stdout("a"), fragmented, stdout("c"), COMPLETE])
+    async with connect(server.url, compression=None) as ws:
+        take = hopx_source._ready_messages(ws)
+        assert take is not hopx_source._nothing_ready
         await ws.send("{}")
-        assert isinstance(ws.recv_messages.frames, Sized)
+        frames = ws.recv_messages.frames.queue
+        await until(lambda: bool(frames) and frames[-1].data == COMPLETE.encode())
+        assert [stdout("a").encode()] == take(10)
+        assert [] == take(10)  # b comes in fragments: recv() reads it
+        assert stdout("b").encode() == await ws.recv(False)
+        assert [stdout("c").encode()] == take(1)
+        assert [COMPLETE.encode()] == take(10)
+        assert 0 == len(ws.recv_messages.frames)
+
+
+async def test_a_message_in_fragments_is_read_in_its_place(
+    serve_script: Serve,
+) -> None:
+    """The source reads a message in fragments between whole ones, in order."""
+    parts = [stdout("b")[:10], stdout("b")[10:]]
+    script = [stdout("a"), Fragments(parts), stdout("c"), COMPLETE]
+    server = await serve_script(script)
+    events = await read(websocket(server.url, "1", compression=None))
+    assert ["a", "b", "c"] == [e.data for e in events if e.type == "stdout"]
 
 
 # Reconnecting -------------------------------------------------------------
