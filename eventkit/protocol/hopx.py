@@ -136,6 +136,11 @@ RESUME_GAP: Final = "RESUME_GAP"
 RESUME_UNAVAILABLE: Final = "RESUME_UNAVAILABLE"
 
 
+#: A message's bytes as a WebSocket library hands them over: UTF-8 text
+#: undecoded, or a binary message.
+Buffer = bytes | bytearray | memoryview
+
+
 class _Output(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """The shape of nearly every message: a chunk of output, nothing else.
 
@@ -170,7 +175,7 @@ _decode: Final = msgspec.json.Decoder().decode
 _OUTPUT: Final = frozenset({"stdout", "stderr"})
 
 
-def _decode_together(frames: list[bytes]) -> list[_Output] | None:
+def _decode_together(frames: list[Buffer]) -> list[_Output] | None:
     """Decode messages of the usual shape in one call, or None if one is not.
 
     One JSON array made of the messages, decoded at once, saves msgspec's
@@ -405,7 +410,7 @@ class HopxDecoder:
         """
         return [self._events.make("started", attrs=attrs)]
 
-    def receive(self, frame: str | bytes) -> list[Event]:
+    def receive(self, frame: str | Buffer) -> list[Event]:
         """Decode one WebSocket message; return the events it makes.
 
         Text and binary messages alike hold UTF-8 JSON. Empty and
@@ -414,8 +419,8 @@ class HopxDecoder:
         exactly one event. Every message is counted in :attr:`frames`.
 
         Args:
-            frame: The message, as received (``str`` for text, ``bytes`` for
-                binary or undecoded text).
+            frame: The message, as received (``str`` for text, bytes in any
+                buffer for binary or undecoded text).
 
         Returns:
             The events, at most one, numbered in the order received.
@@ -457,7 +462,7 @@ class HopxDecoder:
         attrs = {"server_sequence": sequence}
         return [events.make(kind, output.data, timestamp=timestamp, attrs=attrs)]
 
-    def receive_all(self, frames: list[bytes]) -> list[Event]:
+    def receive_all(self, frames: list[Buffer]) -> list[Event]:
         """Decode several messages at once: :meth:`receive` each, in one loop.
 
         The same events as calling :meth:`receive` for each message in turn,
@@ -522,7 +527,7 @@ class HopxDecoder:
             out += self.receive(frame)
         return out
 
-    def _receive_other(self, frame: str | bytes) -> list[Event]:
+    def _receive_other(self, frame: str | Buffer) -> list[Event]:
         """Decode any message the typed fast path does not take."""
         try:
             message = _decode(frame)
@@ -651,7 +656,7 @@ class HopxDecoder:
         self.finished = True
         return self._events.abort(reason, code)
 
-    def _invalid(self, frame: str | bytes) -> list[Event]:
+    def _invalid(self, frame: str | Buffer) -> list[Event]:
         text = (
             frame if isinstance(frame, str) else bytes(frame).decode("utf-8", "replace")
         )

@@ -65,6 +65,7 @@ from websockets.frames import BINARY, TEXT
 
 from eventkit.exceptions import OnClose, StreamClosedError
 from eventkit.protocol.hopx import (
+    Buffer,
     HopxDecoder,
     agent_url,
     execute_message,
@@ -86,8 +87,6 @@ __all__ = ["websocket"]
 
 #: The most messages decoded into one batch.
 _BATCH_FRAMES: Final = 32
-#: The opcodes a message's first frame has: text or binary, not continuation.
-_WHOLE: Final = frozenset({TEXT, BINARY})
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
@@ -176,7 +175,7 @@ class _WebSocketSource:
                     take_ready = _ready_messages(ws)
                     closed: ConnectionClosed | None = None
                     try:
-                        received = [await recv(False)]
+                        received: list[Buffer] = [await recv(False)]
                     except ConnectionClosed as exc:
                         closed = exc
                     else:
@@ -270,17 +269,20 @@ class _WebSocketSource:
         return decoder.abort(reason, code)
 
 
-def _ready_messages(ws: ClientConnection) -> Callable[[int], list[bytes]]:
+def _ready_messages(
+    ws: ClientConnection,
+) -> Callable[[int], list[Buffer]]:
     """Return what takes up to N messages ``ws`` holds received, without waiting.
 
     ``recv()`` costs about a microsecond a message, as much as decoding it:
     the messages already received are taken from websockets' message
-    assembler at once instead, as ``recv(decode=False)`` would return them
-    one by one (the UTF-8 bytes of a text message, as-is), flow control
-    included. Only whole messages are taken: one in fragments stops the
-    taking, and ``recv()`` reassembles it. Should a version of websockets
-    keep its frames elsewhere, nothing is taken: every message is then
-    ``recv()``'s (``tests/sources/test_hopx.py`` fails first).
+    assembler at once instead, flow control included: the UTF-8 bytes of
+    each text message, in the bytearray websockets read them into, where
+    ``recv(decode=False)`` would copy them to bytes one by one. Only whole
+    messages are taken: one in fragments stops the taking, and ``recv()``
+    reassembles it. Should a version of websockets keep its frames
+    elsewhere, nothing is taken: every message is then ``recv()``'s
+    (``tests/sources/test_hopx.py`` fails first).
     """
     assembler = getattr(ws, "recv_messages", None)
     queue = getattr(getattr(assembler, "frames", None), "queue", None)
@@ -289,15 +291,16 @@ def _ready_messages(ws: ClientConnection) -> Callable[[int], list[bytes]]:
         return _nothing_ready
     frames: collections.deque[Frame] = queue
 
-    def take(most: int) -> list[bytes]:
-        taken: list[bytes] = []
+    def take(most: int) -> list[Buffer]:
+        taken: list[Buffer] = []
         while frames and len(taken) < most:
             frame = frames[0]
-            if not frame.fin or frame.opcode not in _WHOLE:
+            opcode = frame.opcode
+            # Compared by identity: an Enum's hash is a Python call.
+            if not frame.fin or (opcode is not TEXT and opcode is not BINARY):
                 break  # a message in fragments: recv() puts it together
             frames.popleft()
-            data = frame.data
-            taken.append(data if type(data) is bytes else bytes(data))
+            taken.append(frame.data)
         if taken:
             resume()
         return taken
@@ -305,7 +308,7 @@ def _ready_messages(ws: ClientConnection) -> Callable[[int], list[bytes]]:
     return take
 
 
-def _nothing_ready(most: int) -> list[bytes]:
+def _nothing_ready(most: int) -> list[Buffer]:
     return []
 
 
