@@ -30,10 +30,14 @@ _TERMINAL_TYPES: Final = frozenset(str(t) for t in TERMINAL_TYPES)
 #: are refused by the pattern, never handed to :func:`int` (whose digit limit
 #: would raise).
 _PROGRESS_RE: Final = re.compile(
+    # Both forms start with a digit: saying so first lets the engine skip
+    # the other characters fast.
+    r"(?=\d)(?:"
     r"(?<![\w.])(?P<percent>\d{1,18}(?:\.\d{1,18})?)%"
     r"(?:\s*\(\s*(?P<part>\d{1,18})/(?P<whole>\d{1,18})\s*\))?"
     r"|(?<![\w/])(?<![\w/]\.)(?P<current>\d{1,18})/(?P<total>\d{1,18})"
     r"(?![\w/]|\.[\w/])"
+    r")"
 )
 
 #: ``(percent, current, total)``, each None until a report said it.
@@ -81,16 +85,34 @@ def parse_progress(data: str, last: Progress) -> Progress:
         start = _run_start(data, mark)
         if start < 0:
             break  # a run too long to walk back: search what is left at once
-        outside = _OUTSIDE.search(data, mark + 1, end)
-        stop = end if outside is None else outside.start()
-        # The search sees one character past the run: what a number must
-        # not run into.
-        found = _last_report(data, start, last, stop + 1)
-        if found is not None:
-            return found
+        if _may_hold_report(data, start, mark):
+            outside = _OUTSIDE.search(data, mark + 1, end)
+            stop = end if outside is None else outside.start()
+            # The search sees one character past the run: what a number must
+            # not run into.
+            found = _last_report(data, start, last, stop + 1)
+            if found is not None:
+                return found
         end = start
     found = _last_report(data, 0, last, end)
     return last if found is None else found
+
+
+def _may_hold_report(data: str, start: int, mark: int) -> bool:
+    """Tell whether a ``%`` or ``/`` of ``data[start:mark + 1]`` is next to digits.
+
+    Every report has one: a digit before its ``%``, digits on both sides of
+    its ``/``. A run without one (``ms/row``, ``100 %``) needs no search.
+    """
+    while mark >= start:
+        if mark and data[mark - 1].isdecimal():
+            if data[mark] == "%":
+                return True
+            after = data[mark + 1 : mark + 2]
+            if after and after.isdecimal():
+                return True
+        mark = max(data.rfind("%", start, mark), data.rfind("/", start, mark))
+    return False
 
 
 def _run_start(data: str, mark: int) -> int:

@@ -86,7 +86,7 @@ if TYPE_CHECKING:
 __all__ = ["websocket"]
 
 #: The most messages decoded into one batch.
-_BATCH_FRAMES: Final = 32
+_BATCH_FRAMES: Final = 256
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
