@@ -429,7 +429,18 @@ def test_eighteen_digits_still_count() -> None:
 
 _REPORT_PIECES: Final = ["12", "3", "%", "/", ".", "(", ")", " ", "45.0", "100%"]
 # Other scripts' digits and spaces (\d and \s match them), word characters.
-_OTHER_PIECES: Final = ["x", "é", "_", "\n", "\u0663", "\u00a0", "\u2003", "ms/row"]
+_OTHER_PIECES: Final = [
+    "x",
+    "é",
+    "_",
+    "\n",
+    "\u0663",
+    "\u00a0",
+    "\u2003",
+    "ms/row",
+    "%/",
+    "1/x",
+]
 
 
 @given(
