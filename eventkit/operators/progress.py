@@ -48,8 +48,9 @@ Progress = tuple[float | None, int | None, int | None]
 #: the run holding it, before the whole text is searched instead (see
 #: :func:`parse_progress`).
 _RUN_SCAN: Final = 200
-#: Runs with a ``%`` or ``/`` tried from the end before the rest of the text
-#: is searched at once.
+#: ``%`` and ``/`` looked at from the end, and runs searched, before the rest
+#: of the text is searched at once.
+_MARKS_TRIED: Final = 64
 _RUNS_TRIED: Final = 8
 #: ASCII characters a report can be made of: digits, spaces, ``.%/()``.
 _REPORT_CHARS: Final = frozenset("0123456789 \t\n\r\f\v.%/()")
@@ -62,13 +63,15 @@ def parse_progress(data: str, last: Progress) -> Progress:
 
     Only the last valid report counts, and the regular expression costs tens
     of nanoseconds a character in digit-heavy output (logs with times and
-    counts), so the text is not searched whole: a report lies within a run
-    of the characters it can be made of (digits, spaces, ``.%/()``) and holds
-    a ``%`` or a ``/``. The runs around the last of those are searched, from
-    the end, until one holds a valid report; their matches are exactly those
-    a search of the whole text finds there, since no match spans a character
-    outside its run. Past a few runs, or a very long one, the rest of the
-    text is searched at once.
+    counts), so the text is not searched whole. Every report holds a ``%``
+    with a digit before it or a ``/`` with digits on both sides, and lies
+    within a run of the characters a report can be made of (digits, spaces,
+    ``.%/()``). So the ``%`` and ``/`` are looked at from the end: those
+    without their digits (``ms/row``, ``100 %``) are passed over, and the run
+    around each of the others is searched until one holds a valid report.
+    Its matches are exactly those a search of the whole text finds there,
+    since no match spans a character outside its run. Past many of them, or
+    a very long run, the rest of the text is searched at once.
 
     Args:
         data: Program output.
@@ -77,42 +80,38 @@ def parse_progress(data: str, last: Progress) -> Progress:
     Returns:
         ``last`` itself when ``data`` holds no valid report.
     """
-    end = len(data)
-    for _ in range(_RUNS_TRIED):
+    # No valid report lies at or after ``end``; ``searched`` is where the last
+    # run searched starts (a run's edge, as the whole-text search needs).
+    end = searched = len(data)
+    runs = 0
+    for _ in range(_MARKS_TRIED):
         mark = max(data.rfind("%", 0, end), data.rfind("/", 0, end))
         if mark < 0:
             return last  # no report without one of them
+        if not mark or not data[mark - 1].isdecimal():
+            end = mark
+            continue
+        if data[mark] == "/":
+            after = data[mark + 1 : mark + 2]
+            if not (after and after.isdecimal()):
+                end = mark
+                continue
         start = _run_start(data, mark)
         if start < 0:
             break  # a run too long to walk back: search what is left at once
-        if _may_hold_report(data, start, mark):
-            outside = _OUTSIDE.search(data, mark + 1, end)
-            stop = end if outside is None else outside.start()
-            # The search sees one character past the run: what a number must
-            # not run into.
-            found = _last_report(data, start, last, stop + 1)
-            if found is not None:
-                return found
-        end = start
-    found = _last_report(data, 0, last, end)
+        outside = _OUTSIDE.search(data, mark + 1)
+        stop = len(data) if outside is None else outside.start()
+        # The search sees one character past the run: what a number must
+        # not run into.
+        found = _last_report(data, start, last, stop + 1)
+        if found is not None:
+            return found
+        end = searched = start
+        runs += 1
+        if runs == _RUNS_TRIED:
+            break
+    found = _last_report(data, 0, last, searched)
     return last if found is None else found
-
-
-def _may_hold_report(data: str, start: int, mark: int) -> bool:
-    """Tell whether a ``%`` or ``/`` of ``data[start:mark + 1]`` is next to digits.
-
-    Every report has one: a digit before its ``%``, digits on both sides of
-    its ``/``. A run without one (``ms/row``, ``100 %``) needs no search.
-    """
-    while mark >= start:
-        if mark and data[mark - 1].isdecimal():
-            if data[mark] == "%":
-                return True
-            after = data[mark + 1 : mark + 2]
-            if after and after.isdecimal():
-                return True
-        mark = max(data.rfind("%", start, mark), data.rfind("/", start, mark))
-    return False
 
 
 def _run_start(data: str, mark: int) -> int:
@@ -146,19 +145,19 @@ def _last_report(
     # Invalid matches (a percent over 100, a fraction over its total) are
     # skipped as false positives.
     for match in _PROGRESS_RE.finditer(data, start, stop):
-        percent_text = match["percent"]
+        # One call for every group: (percent, part, whole, current, total).
+        percent_text, part, whole, current_text, total_text = match.groups()
         if percent_text is not None:
             percent = float(percent_text)
             if percent > 100.0:
                 continue
-            part, whole = match["part"], match["whole"]
             if part is not None and int(whole) > 0 and int(part) <= int(whole):
                 found = (percent, int(part), int(whole))
             else:
                 # A bare percent says nothing about the counts: keep them.
                 found = (percent, last[1], last[2])
             continue
-        current, total = int(match["current"]), int(match["total"])
+        current, total = int(current_text), int(total_text)
         if total > 0 and current <= total:
             found = (100.0 * current / total, current, total)
     return found

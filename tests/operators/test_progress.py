@@ -427,7 +427,8 @@ def test_eighteen_digits_still_count() -> None:
     )
 
 
-_REPORT_PIECES: Final = ["12", "3", "%", "/", ".", "(", ")", " ", "45.0", "100%"]
+# What reports are made of, and near-reports.
+_REPORT_PIECES: Final = [*"123%/.() ", "45.0", "100%", "150%", "1/2/"]
 # Other scripts' digits and spaces (\d and \s match them), word characters.
 _OTHER_PIECES: Final = [
     "x",
