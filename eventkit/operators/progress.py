@@ -84,8 +84,16 @@ def parse_progress(data: str, last: Progress) -> Progress:
     # run searched starts (a run's edge, as the whole-text search needs).
     end = searched = len(data)
     runs = 0
+    # The last % and the last / before ``end``, each looked for again only
+    # once ``end`` passed it.
+    percent_at = data.rfind("%")
+    slash_at = data.rfind("/")
     for _ in range(_MARKS_TRIED):
-        mark = max(data.rfind("%", 0, end), data.rfind("/", 0, end))
+        if percent_at >= end:
+            percent_at = data.rfind("%", 0, end)
+        if slash_at >= end:
+            slash_at = data.rfind("/", 0, end)
+        mark = max(percent_at, slash_at)
         if mark < 0:
             return last  # no report without one of them
         if not mark or not data[mark - 1].isdecimal():
@@ -276,9 +284,10 @@ class TrackProgress(Stateless):
                 data = event.data
                 # data_size() inlined, as every output event comes this way.
                 state.bytes += len(data) if data.isascii() else len(data.encode())
-                # Cheap pre-check: most output holds neither character, and the
-                # regular expression costs far more than two substring searches.
-                if "%" in data or "/" in data:
+                # Cheap pre-check: most output holds neither character, and
+                # parsing costs far more than two substring searches. A "/",
+                # the commoner in logs, is looked for first.
+                if "/" in data or "%" in data:
                     parsed = parse_progress(data, state.parsed)
                     if parsed != state.parsed:
                         state.parsed = parsed
