@@ -67,6 +67,10 @@ def test_is_an_operator() -> None:
         ("45% (9/20) then 50%", (50.0, None, None)),
         ("50% (30/20)", (50.0, None, None)),
         ("2/4 and 150%", (50.0, 2, 4)),
+        # The control characters \x1c to \x1f are spaces to \s.
+        ("50% (\x1c7/30)", (50.0, 7, 30)),
+        ("batch 1234/5000 (1.2 ms/row) ok", (24.68, 1234, 5000)),
+        ("5%, then 10% (1/2/3)", (10.0, None, None)),
     ],
 )
 def test_parses_progress(data: str, expected: tuple[Any, Any, Any]) -> None:
@@ -428,7 +432,10 @@ def test_eighteen_digits_still_count() -> None:
 
 
 # What reports are made of, and near-reports.
-_REPORT_PIECES: Final = [*"123%/.() ", "45.0", "100%", "150%", "1/2/"]
+_REPORT_PIECES: Final = [
+    *"123%/.() ",
+    *("45.0", "100%", "150%", "1/2/", "5/0", "1234/5000", "50% (", "1" * 19, "\x1c"),
+]
 # Other scripts' digits and spaces (\d and \s match them), word characters.
 _OTHER_PIECES: Final = [
     "x",
