@@ -53,6 +53,7 @@ _RUN_SCAN: Final = 200
 _MARKS_TRIED: Final = 64
 #: The most digits a number of a report has.
 _MAX_DIGITS: Final = 18
+_ASCII_DIGITS: Final = "0123456789"
 _RUNS_TRIED: Final = 8
 #: ASCII characters a report can be made of: digits, spaces (``\s``: the
 #: control characters ``\x1c`` to ``\x1f`` too), ``.%/()``.
@@ -141,15 +142,14 @@ def _plain_fraction(data: str, mark: int) -> Progress | None:
     expression asks, not inside ``NN% (c/t)``, and valid. Anything else
     (None) is left to the expression.
     """
-    first = mark
-    while first and "0" <= data[first - 1] <= "9":
-        first -= 1
-    stop = mark + 1
-    size = len(data)
-    while stop < size and "0" <= data[stop] <= "9":
-        stop += 1
+    # The ASCII digits either side, one more than a number may have at most.
+    head = data[max(mark - _MAX_DIGITS - 1, 0) : mark]
+    first = mark - (len(head) - len(head.rstrip(_ASCII_DIGITS)))
+    tail = data[mark + 1 : mark + _MAX_DIGITS + 2]
+    stop = mark + 1 + (len(tail) - len(tail.lstrip(_ASCII_DIGITS)))
     if not (0 < mark - first <= _MAX_DIGITS and 0 < stop - mark - 1 <= _MAX_DIGITS):
         return None
+    size = len(data)
     if first:
         before = data[first - 1]
         if not before.isascii() or _joins(before):
