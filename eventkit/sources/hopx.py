@@ -293,14 +293,17 @@ def _ready_messages(
 
     def take(most: int) -> list[Buffer]:
         taken: list[Buffer] = []
-        while frames and len(taken) < most:
-            frame = frames[0]
+        keep = taken.append
+        popleft = frames.popleft
+        for _ in range(min(most, len(frames))):
+            frame = popleft()
             opcode = frame.opcode
             # Compared by identity: an Enum's hash is a Python call.
             if not frame.fin or (opcode is not TEXT and opcode is not BINARY):
-                break  # a message in fragments: recv() puts it together
-            frames.popleft()
-            taken.append(frame.data)
+                # A message in fragments: recv() puts it together.
+                frames.appendleft(frame)
+                break
+            keep(frame.data)
         if taken:
             resume()
         return taken
