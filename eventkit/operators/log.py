@@ -284,7 +284,7 @@ class LogSummaries(LogEvents):
         self._log_output = self._types is None or bool(self._types & OUTPUT_TYPES)
         self._log_progress = self._types is None or "progress" in self._types
         # The runs in progress, in order of first event, with their counts
-        # (see _counters).
+        # (see _FRESH).
         self._runs: dict[str, list[Any]] = {}
         # Runs summarised lately: what follows their end (the final progress
         # report, a straggler) must not start a summary of its own.
@@ -340,7 +340,7 @@ class LogSummaries(LogEvents):
             else:
                 if len(runs) >= self._max_runs:
                     self._log_summary(self._forget(next(iter(runs))))
-                runs[run] = _counters()
+                runs[run] = _FRESH.copy()
                 self._tracker.feed(event)
             kind = event.type
             if (types is None or kind in types) and (every == 1 or self._sampled(kind)):
@@ -408,9 +408,5 @@ _LAST: Final = 2 * len(_SLOTS)
 _PERCENT: Final = _LAST + 1
 
 
-def _counters() -> list[Any]:
-    """Return a fresh run's counts, in the layout above."""
-    counted: list[Any] = [0] * _LAST
-    counted.append(float("-inf"))
-    counted.append(None)
-    return counted
+#: A fresh run's counts, copied for each run.
+_FRESH: Final[list[Any]] = [0] * _LAST + [float("-inf"), None]
