@@ -37,8 +37,12 @@ MAX_DEV_TOKENS: Final = 10_000
 
 
 def new_token() -> str:
-    """Return a fresh random token: 256 bits, URL-safe."""
-    return secrets.token_urlsafe(32)
+    """Return a fresh random token: 256 bits, in hex.
+
+    Hex, not URL-safe base64, whose ``-`` may start a token: a command line
+    then reads ``--token -x...`` as two options.
+    """
+    return secrets.token_hex(32)
 
 
 def bearer_of(request: web.BaseRequest) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
@@ -84,3 +86,11 @@ def test_api_key_of() -> None:
     assert None is api_key_of(
         make_mocked_request("GET", "/", headers={"X-API-Key": " "})
     )
+
+
+def test_tokens_never_read_as_options() -> None:
+    """A token is 64 hex digits: none starts with ``-``, as ``--token -x`` would."""
+    tokens = {auth.new_token() for _ in range(2000)}
+    assert 2000 == len(tokens)
+    assert {64} == {len(token) for token in tokens}
+    assert set("".join(tokens)) <= set(string.hexdigits)
