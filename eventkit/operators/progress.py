@@ -51,10 +51,10 @@ _RUN_SCAN: Final = 200
 #: ``%`` and ``/`` looked at from the end, and runs searched, before the rest
 #: of the text is searched at once.
 _MARKS_TRIED: Final = 64
+_RUNS_TRIED: Final = 8
 #: The most digits a number of a report has.
 _MAX_DIGITS: Final = 18
 _ASCII_DIGITS: Final = "0123456789"
-_RUNS_TRIED: Final = 8
 #: ASCII characters a report can be made of: digits, spaces (``\s``: the
 #: control characters ``\x1c`` to ``\x1f`` too), ``.%/()``.
 _REPORT_CHARS: Final = frozenset(
@@ -75,8 +75,9 @@ def parse_progress(data: str, last: Progress) -> Progress:
     with a digit before it or a ``/`` with digits on both sides, and lies
     within a run of the characters a report can be made of (digits, spaces,
     ``.%/()``). So the ``%`` and ``/`` are looked at from the end: those
-    without their digits (``ms/row``, ``100 %``) are passed over, and the run
-    around each of the others is searched until one holds a valid report.
+    without their digits (``ms/row``, ``100 %``) are passed over, a plain
+    fraction is read by hand, and the run around each of the others is
+    searched until one holds a valid report.
     Its matches are exactly those a search of the whole text finds there,
     since no match spans a character outside its run. Past many of them, or
     a very long run, the rest of the text is searched at once.
