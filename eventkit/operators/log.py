@@ -334,10 +334,9 @@ class LogSummaries(LogEvents):
                         self._log(event)
                     self._log_summary(self._forget(run))
                     continue
-            elif run in self._finished:
-                LogEvents.feed(self, [event])
-                continue
-            else:
+            elif run not in self._finished:
+                # A new run; one summarised lately (its final progress report,
+                # a straggler) starts no summary, its events are only logged.
                 if len(runs) >= self._max_runs:
                     self._log_summary(self._forget(next(iter(runs))))
                 runs[run] = _FRESH.copy()
