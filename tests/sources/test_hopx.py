@@ -458,6 +458,7 @@ async def test_silent_server_times_out() -> None:
         ({"open_timeout": 0.0}, "open_timeout"),
         ({"open_timeout": float("nan")}, "open_timeout"),
         ({"url": "ftp://127.0.0.1/"}, "scheme"),
+        ({"receive_buffer": 0}, "receive_buffer"),
     ],
 )
 def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
@@ -465,6 +466,21 @@ def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
     url = options.pop("url", "ws://127.0.0.1:1")
     with pytest.raises(ValueError, match=message):
         websocket(url, "1", **options)
+
+
+async def test_receive_buffer_bounds_the_socket(serve_script: Serve) -> None:
+    """``receive_buffer`` sets the connection's SO_RCVBUF (Linux doubles it)."""
+    server = await serve_script([stdout("a"), COMPLETE], receive=False)
+    bounded = websocket(server.url, "1", receive_buffer=32 * 1024)
+    assert isinstance(bounded.source, hopx_source._WebSocketSource)
+    ws = await bounded.source._connect()
+    try:
+        sock = ws.transport.get_extra_info("socket")
+        assert 64 * 1024 == sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    finally:
+        await ws.close()
+    events = await read(websocket(server.url, "1", receive_buffer=4096))
+    assert ["a"] == [event.data for event in events if event.type == "stdout"]
 
 
 async def test_messages_at_hand_come_in_one_batch(serve_script: Serve) -> None:
