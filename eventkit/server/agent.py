@@ -442,18 +442,22 @@ class _Agent:
         async with transfers:
             yield
 
+    async def _read_file(self, sandbox: Sandbox, path: str) -> bytes:
+        """Read a file of the sandbox, up to the file cap, in a thread."""
+        return await asyncio.to_thread(
+            fs.read_file,
+            sandbox.root,
+            path,
+            max_bytes=self._state.limits.max_file_bytes,
+        )
+
     @_agent
     async def file_read(
         self, request: web.Request, sandbox: Sandbox
     ) -> web.StreamResponse:
         path = _path_param(request)
         async with self._transferring():
-            data = await asyncio.to_thread(
-                fs.read_file,
-                sandbox.root,
-                path,
-                max_bytes=self._state.limits.max_file_bytes,
-            )
+            data = await self._read_file(sandbox, path)
             size = len(data)
             # Room for every byte that is not UTF-8 to become U+FFFD (3 bytes).
             output = Output(3 * size, ("content",))
@@ -472,12 +476,7 @@ class _Agent:
     ) -> web.StreamResponse:
         path = _path_param(request)
         async with self._transferring():
-            data = await asyncio.to_thread(
-                fs.read_file,
-                sandbox.root,
-                path,
-                max_bytes=self._state.limits.max_file_bytes,
-            )
+            data = await self._read_file(sandbox, path)
             return await self._send_base64(request, path, data)
 
     async def _send_base64(

@@ -125,29 +125,28 @@ def parts_of(path: str) -> list[str]:
     return parts
 
 
+#: What an operating system error means here: (code, HTTP status, what).
+_OS_ERRORS: Final[dict[int, tuple[str, int, str]]] = {
+    errno.ENOENT: ("FILE_NOT_FOUND", 404, "no such file or directory"),
+    errno.ENOTDIR: ("NOT_A_DIRECTORY", 400, "not a directory"),
+    errno.EISDIR: ("IS_A_DIRECTORY", 400, "is a directory"),
+    errno.EEXIST: ("FILE_ALREADY_EXISTS", 409, "already exists"),
+    errno.EACCES: ("ACCESS_DENIED", 403, "permission denied"),
+    errno.EPERM: ("ACCESS_DENIED", 403, "permission denied"),
+    errno.ELOOP: ("SYMLINK_LOOP", 400, "too many symbolic links"),
+    errno.ENXIO: ("NOT_A_FILE", 400, "not a regular file"),
+    errno.ENOSPC: ("FILE_OPERATION_FAILED", 507, "no space left"),
+    errno.EDQUOT: ("FILE_OPERATION_FAILED", 507, "no space left"),
+    errno.ENAMETOOLONG: ("INVALID_PATH", 400, "name too long"),
+}
+
+
 def _os_error(exc: OSError, path: str) -> PathError:
     """Return the :exc:`PathError` an operating system error means here."""
-    code = exc.errno
-    if code == errno.ENOENT:
-        return PathError(
-            "FILE_NOT_FOUND", 404, path, f"{path}: no such file or directory"
-        )
-    if code in (errno.ENOTDIR,):
-        return PathError("NOT_A_DIRECTORY", 400, path, f"{path}: not a directory")
-    if code == errno.EISDIR:
-        return PathError("IS_A_DIRECTORY", 400, path, f"{path}: is a directory")
-    if code == errno.EEXIST:
-        return PathError("FILE_ALREADY_EXISTS", 409, path, f"{path}: already exists")
-    if code in (errno.EACCES, errno.EPERM):
-        return PathError("ACCESS_DENIED", 403, path, f"{path}: permission denied")
-    if code == errno.ELOOP:
-        return PathError("SYMLINK_LOOP", 400, path, f"{path}: too many symbolic links")
-    if code == errno.ENXIO:
-        return PathError("NOT_A_FILE", 400, path, f"{path}: not a regular file")
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return PathError("FILE_OPERATION_FAILED", 507, path, f"{path}: no space left")
-    if code == errno.ENAMETOOLONG:
-        return PathError("INVALID_PATH", 400, path, f"{path}: name too long")
+    known = None if exc.errno is None else _OS_ERRORS.get(exc.errno)
+    if known is not None:
+        code, status, what = known
+        return PathError(code, status, path, f"{path}: {what}")
     reason = exc.strerror or type(exc).__name__
     return PathError("FILE_OPERATION_FAILED", 400, path, f"{path}: {reason}")
 
