@@ -262,6 +262,31 @@ VARIANTS: dict[str, tuple[str, Callable[[Iterable[Event], Tally], Any]]] = {
 }
 
 
+def against_base(
+    times: dict[str, list[float]], events: int, labels: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Report each variant's timed runs against the ``"base"`` variant's.
+
+    From the best run (noise only ever adds time) and the median beside it:
+    ``{name: {"label", "events/s", "ns/event", "median ns/event", "added
+    ns/event", "x base", "seconds"}}``.
+    """
+    base = min(times["base"])
+    report: dict[str, dict[str, Any]] = {}
+    for name, label in labels.items():
+        best = min(times[name])
+        report[name] = {
+            "label": label,
+            "events/s": events / best,
+            "ns/event": 1e9 * best / events,
+            "median ns/event": 1e9 * statistics.median(times[name]) / events,
+            "added ns/event": 1e9 * (best - base) / events,
+            "x base": best / base,
+            "seconds": times[name],
+        }
+    return report
+
+
 def measure(
     events: list[Event],
     repetitions: int,

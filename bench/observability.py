@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import statistics
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,7 +36,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 import eventkit
-from bench.core import LIMIT, Tally
+from bench.core import LIMIT, Tally, against_base
 from bench.data import synthetic_events
 from eventkit import pipe, sinks, sources
 from eventkit.logging import configure
@@ -155,22 +154,11 @@ def measure(
                     on_step(name)
     finally:
         structlog.reset_defaults()
-    best = {name: min(spent) for name, spent in times.items()}
-    median = {name: statistics.median(spent) for name, spent in times.items()}
-    base = best["base"]
-    variants = {
-        name: {
-            "label": VARIANTS[name],
-            "events/s": events / best[name],
-            "ns/event": 1e9 * best[name] / events,
-            "median ns/event": 1e9 * median[name] / events,
-            "added ns/event": 1e9 * (best[name] - base) / events,
-            "log lines": lines[name],
-            "seconds": times[name],
-        }
-        for name in VARIANTS
-    }
-    per_line = 1e9 * (best["every"] - base) / max(lines["every"], 1)
+    variants = against_base(times, events, VARIANTS)
+    for name, variant in variants.items():
+        variant["log lines"] = lines[name]
+    added = variants["every"]["added ns/event"] * events
+    per_line = added / max(lines["every"], 1)
     return {
         "benchmark": "observability",
         "title": f"Observability on the core chain, {events:,} events "
@@ -178,19 +166,19 @@ def measure(
         "variants": variants,
         "targets": {
             "metrics/base": {
-                "value": best["metrics"] / base,
+                "value": variants["metrics"]["x base"],
                 "target": f"<= {TARGET}",
             },
             "summary/base": {
-                "value": best["summary"] / base,
+                "value": variants["summary"]["x base"],
                 "target": f"<= {TARGET}",
             },
             "cap_output/base": {
-                "value": best["cap"] / base,
+                "value": variants["cap"]["x base"],
                 "target": f"<= {SHAPING_TARGET}",
             },
             "lines/base": {
-                "value": best["lines"] / base,
+                "value": variants["lines"]["x base"],
                 "target": f"<= {SHAPING_TARGET}",
             },
         },
