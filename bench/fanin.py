@@ -12,16 +12,12 @@ each in a fresh process (so peak RSS is its own), interleaved:
 (eventkit)  ``eventkit.merge`` of ``streams`` :func:`eventkit.sources.websocket`
             sources through ``reorder -> buffer_bytes -> track_progress ->
             export_metrics`` into a counting sink;
-(bounded)   the same with ``receive_buffer=32 KiB`` on each source, the
-            setting for following many streams (memory against per-stream
-            throughput over long round trips).
 
 Reported: events/s (frames per second for bare), the ratio (target >= 0.8),
 the frame-to-sink latency of eventkit (p50 and p99: from the moment the
 server wrote a frame to the moment its output reached the sink), and the
-resident memory per stream above bare's (target <= 64 KiB), of eventkit
-with the defaults and bounded: each client's peak RSS less its RSS once its
-modules are imported, per stream.
+resident memory per stream above bare's (target <= 64 KiB): each client's
+peak RSS less its RSS once its modules are imported, per stream.
 
 Run it alone with ``python -m bench.fanin [streams] [frames] [repetitions]``.
 """
@@ -56,10 +52,7 @@ VARIANTS: Final = {
     "bare": "bare websockets clients, recv(decode=False), no decoding",
     "eventkit": "eventkit.merge of websocket sources -> reorder -> buffer_bytes "
     "-> track_progress -> export_metrics -> counting sink",
-    "bounded": "the same, each source with receive_buffer=32 KiB",
 }
-#: The receive buffer of the (bounded) variant's sources.
-BOUNDED: Final = 32 * 1024
 
 
 # Server (child process) ----------------------------------------------------------
@@ -142,9 +135,7 @@ async def _bare(url: str, streams: int) -> dict[str, Any]:
     return {"events": sum(counts)}
 
 
-async def _eventkit(
-    url: str, streams: int, receive_buffer: int | None = None
-) -> dict[str, Any]:
+async def _eventkit(url: str, streams: int) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
     import eventkit
@@ -175,7 +166,6 @@ async def _eventkit(
             max_size=2**20,
             open_timeout=60,
             ping_interval=None,
-            receive_buffer=receive_buffer,
         )
         for _ in range(streams)
     ]
@@ -195,14 +185,9 @@ async def _eventkit(
     }
 
 
-async def _bounded(url: str, streams: int) -> dict[str, Any]:
-    return await _eventkit(url, streams, BOUNDED)
-
-
 CLIENTS: Final[dict[str, Callable[[str, int], Any]]] = {
     "bare": _bare,
     "eventkit": _eventkit,
-    "bounded": _bounded,
 }
 
 
@@ -291,17 +276,10 @@ def measure(
             "seconds": [run["seconds"] for run in runs],
         }
     ours, bare = variants["eventkit"], variants["bare"]
-    for name in ("eventkit", "bounded"):
-        for quantile in ("p50_ms", "p99_ms"):
-            variants[name][quantile] = statistics.median(
-                r[quantile] for r in results[name]
-            )
+    for quantile in ("p50_ms", "p99_ms"):
+        ours[quantile] = statistics.median(r[quantile] for r in results["eventkit"])
     ratio = ours["events_per_second"] / bare["events_per_second"]
-    bounded_ratio = variants["bounded"]["events_per_second"] / bare["events_per_second"]
-
-    def per_stream_kib(name: str) -> float:
-        grown: float = variants[name]["rss_growth_mib"] - bare["rss_growth_mib"]
-        return grown * 1024 / streams
+    per_stream_kib = (ours["rss_growth_mib"] - bare["rss_growth_mib"]) * 1024 / streams
 
     return {
         "benchmark": "fanin",
@@ -313,22 +291,15 @@ def measure(
         "targets": {
             "eventkit/bare": {"value": ratio, "target": ">= 0.8"},
             "RSS per stream over bare, KiB": {
-                "value": per_stream_kib("eventkit"),
-                "target": "<= 64",
-            },
-            "bounded: eventkit/bare": {"value": bounded_ratio, "target": ">= 0.8"},
-            "bounded: RSS per stream over bare, KiB": {
-                "value": per_stream_kib("bounded"),
+                "value": per_stream_kib,
                 "target": "<= 64",
             },
         },
         "info": {
             "frame-to-sink p50, ms": ours["p50_ms"],
             "frame-to-sink p99, ms": ours["p99_ms"],
-            "bounded: frame-to-sink p50, ms": variants["bounded"]["p50_ms"],
-            "bounded: frame-to-sink p99, ms": variants["bounded"]["p99_ms"],
         },
-        "targets_met": ratio >= 0.8 and per_stream_kib("eventkit") <= 64,
+        "targets_met": ratio >= 0.8 and per_stream_kib <= 64,
     }
 
 

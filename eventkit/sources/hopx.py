@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import socket
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
@@ -110,7 +109,7 @@ class _WebSocketSource:
         "_on_close",
         "_open_timeout",
         "_ping",
-        "_receive_buffer",
+        "_read_size",
         "_reconnect",
         "_run",
         "_url",
@@ -129,7 +128,7 @@ class _WebSocketSource:
         compression: str | None,
         on_close: OnClose,
         reconnect: tuple[int, float] | None,
-        receive_buffer: int | None,
+        read_size: int,
     ) -> None:
         self._url = url
         self._message = message
@@ -142,7 +141,7 @@ class _WebSocketSource:
         self._on_close = on_close
         # (max_reconnects, reconnect_backoff), or None for no reconnecting.
         self._reconnect = reconnect
-        self._receive_buffer = receive_buffer
+        self._read_size = read_size
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return one_by_one(self.batches())
@@ -227,10 +226,12 @@ class _WebSocketSource:
             ping_interval=self._ping[0],
             ping_timeout=self._ping[1],
         )
-        size = self._receive_buffer
-        sock = ws.transport.get_extra_info("socket")
-        if size is not None and sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        transport = ws.transport
+        # asyncio's socket transports read up to their max_size (256 KiB) at
+        # a time, and websockets parses a whole read at once; other event
+        # loops' transports have no such attribute and keep their own.
+        if hasattr(transport, "max_size"):
+            transport.max_size = self._read_size
         return ws
 
     async def _resume(
@@ -360,7 +361,7 @@ def websocket(
     reconnect: bool = False,
     max_reconnects: int = 5,
     reconnect_backoff: float = 0.2,
-    receive_buffer: int | None = None,
+    read_size: int = 48 * 1024,
 ) -> EventStream:
     """Return a stream of the events of running ``code`` on a HOPX agent.
 
@@ -415,16 +416,16 @@ def websocket(
             frame received between them) before giving up.
         reconnect_backoff: Seconds before the second attempt; doubled for
             each further one, up to 10 s. The first is at once.
-        receive_buffer: Bytes of the connection's kernel receive buffer
-            (``SO_RCVBUF``; Linux doubles it), or None for the system's
-            own, which grows with the stream. For following many streams
-            at once: websockets parses all that one read brings, so a
-            stream the consumer has not reached yet sits in memory as
-            parsed frames up to this much at a time (1,000 streams in
-            ``make bench fanin``: ~20-90 KiB a stream above bare clients
-            with 32 KiB, against ~130-200 KiB without). It bounds a stream's
-            throughput to about this much per round trip: keep it None for
-            a few busy streams from far away.
+        read_size: Most bytes read from the connection at a time.
+            websockets parses a whole read into frames at once and holds
+            them until they are read, so this bounds what a stream holds
+            in memory while its consumer is busy elsewhere, as when
+            following many streams. asyncio's own 256 KiB held a whole
+            stream at 1,000 streams in ``make bench fanin``, 130-200 KiB
+            a stream above bare websockets clients; 48 KiB holds 25-35
+            KiB, and a single busy stream is as fast (the TCP window is
+            not touched). Applies on asyncio's event loops; others
+            (uvloop) keep their own.
 
     Returns:
         A re-iterable stream; nothing connects until it is iterated.
@@ -434,7 +435,7 @@ def websocket(
             https, an unknown ``on_close`` or ``compression``, or a
             ``timeout``, ``max_size`` or ``open_timeout`` that is not
             positive, ``max_reconnects`` below 1, a negative
-            ``reconnect_backoff`` or a ``receive_buffer`` that is not
+            ``reconnect_backoff`` or a ``read_size`` that is not
             positive.
     """
     if on_close not in ("raise", "event"):
@@ -456,8 +457,7 @@ def websocket(
         raise ValueError(
             f"reconnect_backoff must be 0 or more, not {reconnect_backoff!r}"
         )
-    if receive_buffer is not None:
-        _check_positive("receive_buffer", receive_buffer)
+    _check_positive("read_size", read_size)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     source = _WebSocketSource(
         agent_url(url),
@@ -477,7 +477,7 @@ def websocket(
         compression=compression,
         on_close=on_close,
         reconnect=(max_reconnects, reconnect_backoff) if reconnect else None,
-        receive_buffer=receive_buffer,
+        read_size=read_size,
     )
     return EventStream(source, ())
 

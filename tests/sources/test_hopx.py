@@ -458,7 +458,7 @@ async def test_silent_server_times_out() -> None:
         ({"open_timeout": 0.0}, "open_timeout"),
         ({"open_timeout": float("nan")}, "open_timeout"),
         ({"url": "ftp://127.0.0.1/"}, "scheme"),
-        ({"receive_buffer": 0}, "receive_buffer"),
+        ({"read_size": 0}, "read_size"),
     ],
 )
 def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
@@ -468,19 +468,27 @@ def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
         websocket(url, "1", **options)
 
 
-async def test_receive_buffer_bounds_the_socket(serve_script: Serve) -> None:
-    """``receive_buffer`` sets the connection's SO_RCVBUF (Linux doubles it)."""
-    server = await serve_script([stdout("a"), COMPLETE], receive=False)
-    bounded = websocket(server.url, "1", receive_buffer=32 * 1024)
-    assert isinstance(bounded.source, hopx_source._WebSocketSource)
-    ws = await bounded.source._connect()
-    try:
-        sock = ws.transport.get_extra_info("socket")
-        assert 64 * 1024 == sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    finally:
-        await ws.close()
-    events = await read(websocket(server.url, "1", receive_buffer=4096))
-    assert ["a"] == [event.data for event in events if event.type == "stdout"]
+@pytest.mark.parametrize(("read_size", "most"), [(4096, 40), (256 * 1024, 256)])
+async def test_read_size_bounds_what_a_waiting_stream_holds(
+    serve_script: Serve, read_size: int, most: int
+) -> None:
+    """A stream its consumer has not read holds about one read of parsed messages.
+
+    websockets parses a whole read and then stops reading; what it holds is
+    what the next batch takes at once: ~30 of these 130-byte messages for
+    4 KiB reads, a full batch (256) for asyncio's own 256 KiB.
+    """
+    message = stdout("x" * 50)
+    assert 120 < len(message) < 140
+    server = await serve_script([message] * 2000 + [COMPLETE])
+    stream = websocket(server.url, "1", compression=None, read_size=read_size)
+    async with contextlib.aclosing(stream.batches()) as batches:
+        assert ["started"] == types(await anext(batches))
+        await asyncio.sleep(0.3)  # the server sends everything meanwhile
+        held = len(await anext(batches))
+        sizes = [len(batch) async for batch in batches]
+    assert most - 20 < held <= most
+    assert 2001 == held + sum(sizes)  # 2,000 outputs and completed
 
 
 async def test_messages_at_hand_come_in_one_batch(serve_script: Serve) -> None:
