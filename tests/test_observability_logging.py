@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -186,3 +187,68 @@ async def test_every_event_sampled(capsys: pytest.CaptureFixture[str]) -> None:
         ("completed", ""),
     ] == [(e["event"], e["data"]) for e in entries]
     assert ["info", "info", "info", "info"] == [e["level"] for e in entries]
+
+
+def _replay(logger: Any) -> None:
+    """Log through every way in, on its own and with bound context."""
+    for log in (logger, logger.bind(task="t1", n=2), logger.bind(a=1).unbind("a")):
+        log.debug("hidden", n=0)
+        log.info("plain")
+        log.info("fields", run="r", sequence=3, nested={"k": [1, 2]}, n=9)
+        log.info("hello %s and %s", "you", "me", extra=1)
+        log.info("hello %(who)s", {"who": "you"})
+        log.warning("warned", level_was="w")
+        log.warn("alias")
+        log.error("failed", event_id=1)
+        log.critical("down")
+        log.fatal("alias")
+        log.msg("message")
+        log.log(logging.WARNING, "by number", n=1)
+        log.info("drop me", n=1)
+        try:
+            raise KeyError("k")
+        except KeyError:
+            log.exception("caught")
+            log.error("with exc_info", exc_info=True)
+
+
+def test_its_loggers_log_as_structlogs_own() -> None:
+    """configure()'s leaner bound loggers write exactly what structlog's write."""
+
+    def drop(_: Any, __: str, entry: dict[str, Any]) -> dict[str, Any]:
+        if entry["event"] == "drop me":
+            raise structlog.DropEvent
+        return entry
+
+    def entries(sink: io.StringIO) -> list[dict[str, Any]]:
+        found = lines(sink.getvalue())
+        for entry in found:
+            entry.pop("timestamp")
+        return found
+
+    ours, theirs = io.StringIO(), io.StringIO()
+    for sink, own in ((ours, False), (theirs, True)):
+        configure("json", file=sink)
+        processors = [drop, *structlog.get_config()["processors"]]
+        structlog.configure(processors=processors)
+        if own:
+            structlog.configure(
+                wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
+            )
+        _replay(structlog.get_logger())
+    assert 39 == len(entries(theirs))
+    assert entries(theirs) == entries(ours)
+
+
+def test_a_callers_keywords_are_left_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    """The entry is the call's own dict: neither the caller's nor the bound context."""
+    configure("json")
+    fields = {"n": 1}
+    log = structlog.get_logger().bind(bound=True)
+    log.info("first", **fields)
+    log.info("second")
+    assert {"n": 1} == fields
+    assert [("first", 1), ("second", None)] == [
+        (e["event"], e.get("n")) for e in lines(capsys.readouterr().err)
+    ]
+    assert {"bound": True} == structlog.get_context(log)
