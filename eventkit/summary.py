@@ -114,7 +114,8 @@ class SummaryTracker:
             )
         kind = event.type
         attrs = event.attrs
-        summary.last_timestamp = max(summary.last_timestamp, event.timestamp)
+        if event.timestamp > summary.last_timestamp:
+            summary.last_timestamp = event.timestamp
         if kind == "progress":
             percent = attrs.get("percent")
             if isinstance(percent, int | float):
@@ -123,7 +124,9 @@ class SummaryTracker:
         if kind != "gap":
             summary.events[kind] = summary.events.get(kind, 0) + 1
         if kind in OUTPUT_TYPES:
-            summary.bytes[kind] = summary.bytes.get(kind, 0) + len(event.data.encode())
+            data = event.data
+            size = len(data) if data.isascii() else len(data.encode())
+            summary.bytes[kind] = summary.bytes.get(kind, 0) + size
         elif kind == "result":
             exit_code = attrs.get("exit_code")
             summary.exit_code = exit_code if isinstance(exit_code, int) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from eventkit.events import LIFECYCLE_TYPES, OUTPUT_TYPES
@@ -288,20 +289,22 @@ class LogSummaries(LogEvents):
         self._runs: dict[str, list[Any]] = {}
         # Runs summarised lately: what follows their end (the final progress
         # report, a straggler) must not start a summary of its own.
-        self._finished: dict[str, None] = {}
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def feed(self, events: list[Event]) -> list[Event]:
         """Account for the events; log the chosen ones and the ends of runs."""
         runs = self._runs
+        counts_of = runs.get
+        slot_of = _SLOTS.get
         types = self._types
         every = self._every
         log_output = self._log_output
         log_progress = self._log_progress
         for event in events:
             run = event.run
-            counted = runs.get(run)
+            counted = counts_of(run)
             if counted is not None:
-                slot = _SLOTS.get(event.type)
+                slot = slot_of(event.type)
                 if slot is not None:
                     # Output, the bulk of a stream, is counted here: the same
                     # numbers the tracker would keep, at a fraction of the
@@ -312,8 +315,9 @@ class LogSummaries(LogEvents):
                     counted[slot + 1] += (
                         len(data) if data.isascii() else len(data.encode())
                     )
-                    if event.timestamp > counted[_LAST]:
-                        counted[_LAST] = event.timestamp
+                    stamp = event.timestamp
+                    if stamp > counted[_LAST]:
+                        counted[_LAST] = stamp
                     if not log_output:
                         continue
                 elif event.type == "progress":
@@ -322,8 +326,9 @@ class LogSummaries(LogEvents):
                     percent = event.attrs.get("percent")
                     if type(percent) is float or type(percent) is int:
                         counted[_PERCENT] = percent
-                    if event.timestamp > counted[_LAST]:
-                        counted[_LAST] = event.timestamp
+                    stamp = event.timestamp
+                    if stamp > counted[_LAST]:
+                        counted[_LAST] = stamp
                     if not log_progress:
                         continue
                 elif self._tracker.feed(event) is not None:
@@ -360,7 +365,9 @@ class LogSummaries(LogEvents):
         finished = self._finished
         finished[run] = None
         if len(finished) > _FINISHED_RUNS:
-            del finished[next(iter(finished))]
+            # Not del d[next(iter(d))]: on a dict that walks past every
+            # entry deleted from the front since it last grew, O(n) a call.
+            finished.popitem(last=False)
         counted = self._runs.pop(run)
         summary = self._tracker.pop(run)
         events, sizes = summary.events, summary.bytes
@@ -381,21 +388,39 @@ class LogSummaries(LogEvents):
         # With a fixed level, every entry of _methods is that level's method.
         method = self._methods["info" if summary.success else "warning"]
         percent = summary.percent
-        method(
-            SUMMARY_EVENT,
-            run=summary.run,
-            duration=summary.duration,
-            exit_code=summary.exit_code,
-            success=summary.success,
-            completed=summary.completed,
-            events=summary.events,
-            bytes=summary.bytes,
-            gaps=summary.gaps,
-            missing=summary.missing,
-            limits=summary.limits,
-            errors=len(summary.errors),
-            **({} if percent is None else {"percent": percent}),
-        )
+        # Two calls with their keywords written out: merging in a dict for
+        # the optional percent cost 0.4 us, 5 % of the summary's cost.
+        if percent is None:
+            method(
+                SUMMARY_EVENT,
+                run=summary.run,
+                duration=summary.duration,
+                exit_code=summary.exit_code,
+                success=summary.success,
+                completed=summary.completed,
+                events=summary.events,
+                bytes=summary.bytes,
+                gaps=summary.gaps,
+                missing=summary.missing,
+                limits=summary.limits,
+                errors=len(summary.errors),
+            )
+        else:
+            method(
+                SUMMARY_EVENT,
+                run=summary.run,
+                duration=summary.duration,
+                exit_code=summary.exit_code,
+                success=summary.success,
+                completed=summary.completed,
+                events=summary.events,
+                bytes=summary.bytes,
+                gaps=summary.gaps,
+                missing=summary.missing,
+                limits=summary.limits,
+                errors=len(summary.errors),
+                percent=percent,
+            )
 
 
 # What LogSummaries counts of a run itself, in one list per run (the cheapest
