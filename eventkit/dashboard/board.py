@@ -317,7 +317,7 @@ class Board:
         #: Whether :meth:`end` was called and no event came since.
         self.ended = False
         # Finished runs, oldest finished first: who goes past keep_runs.
-        self._finished: dict[str, None] = {}
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._changed: dict[str, None] = {}
         self._removed: list[str] = []
         # Throughput: counts per second, the latest second last.
@@ -494,8 +494,9 @@ class Board:
         finished.pop(record.run, None)
         finished[record.run] = None
         while len(finished) > self.keep_runs:
-            oldest = next(iter(finished))
-            del finished[oldest]
+            # Not next(iter(a dict)): that walks past every entry deleted
+            # from the front since the dict last grew, O(n) a call.
+            oldest, _ = finished.popitem(last=False)
             del self.runs[oldest]
             self._changed.pop(oldest, None)
             self._removed.append(oldest)
