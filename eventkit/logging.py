@@ -26,9 +26,7 @@ __all__ = ["configure"]
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 
 
-def _render_json(
-    logger: WrappedLogger, method: str, event_dict: EventDict
-) -> str:
+def _render_json(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
     """Render an entry as one JSON line: msgspec, a few times faster than :mod:`json`.
 
     Values JSON has no form for are written as their ``repr``.
