@@ -34,12 +34,15 @@ def _render_json(logger: WrappedLogger, method: str, event_dict: EventDict) -> s
     return _encoder.encode(event_dict).decode()
 
 
-class _UtcTimeStamper:
-    """``TimeStamper(fmt="iso", utc=True)``, at a fifth of the cost.
+class _LevelTimeAndTraceback:
+    """structlog's ``add_log_level``, ``TimeStamper(fmt="iso", utc=True)`` and
+    ``format_exc_info``, in this order, in one call: a fifth of their cost.
 
-    Adds ``timestamp``, ISO-8601 in UTC to the microsecond
-    (``2026-11-21T23:47:19.775366Z``). The date and time are formatted once
-    per second, which saves about two microseconds a line.
+    Adds ``level`` (the method's name; ``warn`` is ``warning``, ``exception``
+    is ``error``) and ``timestamp``, ISO-8601 in UTC to the microsecond
+    (``2026-11-21T23:47:19.775366Z``); renders ``exc_info`` into
+    ``exception`` when the entry carries it. The date and time are formatted
+    once a second, which saves about two microseconds a line.
     """
 
     __slots__ = ("_cached",)
@@ -52,22 +55,20 @@ class _UtcTimeStamper:
     def __call__(
         self, logger: WrappedLogger, method: str, event_dict: EventDict
     ) -> EventDict:
-        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        event_dict["level"] = _LEVEL_OF_METHOD.get(method, method)
+        second, micros = divmod(time.time_ns() // 1000, 1_000_000)
         cached_second, prefix = self._cached
         if second != cached_second:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             self._cached = (second, prefix)
-        event_dict["timestamp"] = f"{prefix}.{nanos // 1000:06d}Z"
+        event_dict["timestamp"] = f"{prefix}{micros:06d}Z"
+        if "exc_info" in event_dict:
+            return structlog.processors.format_exc_info(logger, method, event_dict)
         return event_dict
 
 
-def _format_exc_info(
-    logger: WrappedLogger, method: str, event_dict: EventDict
-) -> EventDict:
-    """structlog's ``format_exc_info``, skipped (for speed) when there is none."""
-    if "exc_info" in event_dict:
-        return structlog.processors.format_exc_info(logger, method, event_dict)
-    return event_dict
+#: Level names of the methods not named after their level.
+_LEVEL_OF_METHOD: Final = {"warn": "warning", "exception": "error"}
 
 
 def configure(
@@ -111,9 +112,7 @@ def configure(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _UtcTimeStamper(),
-            _format_exc_info,
+            _LevelTimeAndTraceback(),
             renderer,
         ],
         wrapper_class=_bound_logger_class(number),

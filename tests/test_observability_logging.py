@@ -19,11 +19,13 @@ import structlog
 
 import eventkit
 from eventkit import pipe, sources
-from eventkit.logging import configure
+from eventkit.logging import _LevelTimeAndTraceback, configure
 from tests.factories import ev
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from structlog.typing import EventDict
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -212,32 +214,48 @@ def _replay(logger: Any) -> None:
             log.error("with exc_info", exc_info=True)
 
 
-def test_its_loggers_log_as_structlogs_own() -> None:
-    """configure()'s leaner bound loggers write exactly what structlog's write."""
+def _untimed(sink: io.StringIO) -> tuple[list[dict[str, Any]], list[str]]:
+    """Return the entries written to ``sink`` without their timestamps, and those."""
+    entries = lines(sink.getvalue())
+    return entries, [entry.pop("timestamp") for entry in entries]
 
-    def drop(_: Any, __: str, entry: dict[str, Any]) -> dict[str, Any]:
+
+def test_its_lines_are_structlogs_own() -> None:
+    """configure()'s leaner loggers and processors write what structlog's would.
+
+    structlog's own: its filtering bound logger, add_log_level, an ISO UTC
+    TimeStamper, format_exc_info and JSONRenderer; timestamps aside, the same
+    entries through every way in.
+    """
+
+    def drop(_: Any, __: str, entry: EventDict) -> EventDict:
         if entry["event"] == "drop me":
             raise structlog.DropEvent
         return entry
 
-    def entries(sink: io.StringIO) -> list[dict[str, Any]]:
-        found = lines(sink.getvalue())
-        for entry in found:
-            entry.pop("timestamp")
-        return found
-
-    ours, theirs = io.StringIO(), io.StringIO()
-    for sink, own in ((ours, False), (theirs, True)):
-        configure("json", file=sink)
-        processors = [drop, *structlog.get_config()["processors"]]
-        structlog.configure(processors=processors)
-        if own:
-            structlog.configure(
-                wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
-            )
-        _replay(structlog.get_logger())
-    assert 39 == len(entries(theirs))
-    assert entries(theirs) == entries(ours)
+    theirs = io.StringIO()
+    structlog.configure(
+        processors=[
+            drop,
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.WriteLoggerFactory(theirs),
+    )
+    _replay(structlog.get_logger())
+    ours = io.StringIO()
+    configure("json", file=ours)
+    structlog.configure(processors=[drop, *structlog.get_config()["processors"]])
+    _replay(structlog.get_logger())
+    expected, their_stamps = _untimed(theirs)
+    found, our_stamps = _untimed(ours)
+    assert all(ISO.fullmatch(stamp) for stamp in their_stamps + our_stamps)
+    assert 39 == len(expected)
+    assert expected == found
 
 
 def test_a_callers_keywords_are_left_alone(capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,3 +270,11 @@ def test_a_callers_keywords_are_left_alone(capsys: pytest.CaptureFixture[str]) -
         (e["event"], e.get("n")) for e in lines(capsys.readouterr().err)
     ]
     assert {"bound": True} == structlog.get_context(log)
+
+
+@pytest.mark.parametrize("method", ["debug", "info", "warn", "warning", "exception"])
+def test_level_names_are_structlogs(method: str) -> None:
+    """Every method name gets the level structlog's add_log_level gives it."""
+    expected = structlog.processors.add_log_level(None, method, {})["level"]
+    stamp = _LevelTimeAndTraceback()
+    assert expected == stamp(None, method, {})["level"]

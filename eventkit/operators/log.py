@@ -5,13 +5,11 @@ from __future__ import annotations
 import collections
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from eventkit.events import LIFECYCLE_TYPES, OUTPUT_TYPES
+from eventkit.events import LIFECYCLE_TYPES, OUTPUT_TYPES, Event
 from eventkit.operators._base import Stateless
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-
-    from eventkit.events import Event
 
 __all__ = [
     "DATA_LIMIT",
@@ -75,6 +73,8 @@ class Logger(Protocol):
 class Summary(Protocol):
     """A run's summary, as :class:`eventkit.summary.RunSummary` is."""
 
+    #: Set by :class:`LogSummaries`, which sees every event of the run.
+    first_timestamp: float
     #: Set by :class:`LogSummaries` when it counted later output itself.
     last_timestamp: float
     #: Set by :class:`LogSummaries` when it read later progress itself.
@@ -303,49 +303,52 @@ class LogSummaries(LogEvents):
         for event in events:
             run = event.run
             counted = counts_of(run)
-            if counted is not None:
-                slot = slot_of(event.type)
-                if slot is not None:
-                    # Output, the bulk of a stream, is counted here: the same
-                    # numbers the tracker would keep, at a fraction of the
-                    # cost; the tracker gets everything else (and each run's
-                    # first event).
-                    data = event.data
-                    counted[slot] += 1
-                    counted[slot + 1] += (
-                        len(data) if data.isascii() else len(data.encode())
-                    )
-                    stamp = event.timestamp
-                    if stamp > counted[_LAST]:
-                        counted[_LAST] = stamp
-                    if not log_output:
-                        continue
-                elif event.type == "progress":
-                    # As frequent as output once track_progress runs
-                    # upstream: read here too, for the last percentage only.
-                    percent = event.attrs.get("percent")
-                    if type(percent) is float or type(percent) is int:
-                        counted[_PERCENT] = percent
-                    stamp = event.timestamp
-                    if stamp > counted[_LAST]:
-                        counted[_LAST] = stamp
-                    if not log_progress:
-                        continue
-                elif self._tracker.feed(event) is not None:
+            if counted is None:
+                if run in self._finished:
+                    # Summarised lately: what follows a run's end (its final
+                    # progress report, a straggler) is only logged.
                     kind = event.type
                     if (types is None or kind in types) and (
                         every == 1 or self._sampled(kind)
                     ):
                         self._log(event)
-                    self._log_summary(self._forget(run))
                     continue
-            elif run not in self._finished:
-                # A new run; one summarised lately (its final progress report,
-                # a straggler) starts no summary, its events are only logged.
                 if len(runs) >= self._max_runs:
                     self._log_summary(self._forget(next(iter(runs))))
-                runs[run] = _FRESH.copy()
-                self._tracker.feed(event)
+                counted = runs[run] = _FRESH.copy()
+                counted[_FIRST] = event.timestamp
+            slot = slot_of(event.type)
+            if slot is not None:
+                # Output, the bulk of a stream, is counted here: the same
+                # numbers the tracker would keep, at a fraction of the cost;
+                # the tracker gets every other event.
+                data = event.data
+                counted[slot] += 1
+                counted[slot + 1] += len(data) if data.isascii() else len(data.encode())
+                stamp = event.timestamp
+                if stamp > counted[_LAST]:
+                    counted[_LAST] = stamp
+                if not log_output:
+                    continue
+            elif event.type == "progress":
+                # As frequent as output once track_progress runs upstream:
+                # read here too, for the last percentage only.
+                percent = event.attrs.get("percent")
+                if type(percent) is float or type(percent) is int:
+                    counted[_PERCENT] = percent
+                stamp = event.timestamp
+                if stamp > counted[_LAST]:
+                    counted[_LAST] = stamp
+                if not log_progress:
+                    continue
+            elif self._tracker.feed(event) is not None:
+                kind = event.type
+                if (types is None or kind in types) and (
+                    every == 1 or self._sampled(kind)
+                ):
+                    self._log(event)
+                self._log_summary(self._forget(run))
+                continue
             kind = event.type
             if (types is None or kind in types) and (every == 1 or self._sampled(kind)):
                 self._log(event)
@@ -369,7 +372,15 @@ class LogSummaries(LogEvents):
             # entry deleted from the front since it last grew, O(n) a call.
             finished.popitem(last=False)
         counted = self._runs.pop(run)
-        summary = self._tracker.pop(run)
+        tracker = self._tracker
+        try:
+            summary = tracker.pop(run)
+        except KeyError:
+            # Only output and progress came, which the tracker is not fed: it
+            # starts the summary from a progress event, which it never counts.
+            tracker.feed(Event(type="progress", run=run, timestamp=counted[_FIRST]))
+            summary = tracker.pop(run)
+        summary.first_timestamp = counted[_FIRST]
         events, sizes = summary.events, summary.bytes
         for kind, slot in _SLOTS.items():
             count = counted[slot]
@@ -426,11 +437,13 @@ class LogSummaries(LogEvents):
 # What LogSummaries counts of a run itself, in one list per run (the cheapest
 # to reach from the per-event loop), not yet in the tracker's summary: events
 # and bytes of each output type, from the index in _SLOTS; the latest
-# timestamp of that output and of progress; the last progress percentage.
+# timestamp of that output and of progress; the last progress percentage; the
+# timestamp of the run's first event, whatever its type.
 _SLOTS: Final = {kind: 2 * i for i, kind in enumerate(sorted(OUTPUT_TYPES))}
 _LAST: Final = 2 * len(_SLOTS)
 _PERCENT: Final = _LAST + 1
+_FIRST: Final = _LAST + 2
 
 
 #: A fresh run's counts, copied for each run.
-_FRESH: Final[list[Any]] = [0] * _LAST + [float("-inf"), None]
+_FRESH: Final[list[Any]] = [0] * _LAST + [float("-inf"), None, 0.0]
