@@ -100,13 +100,21 @@ def test_contextvars_are_merged(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_values_json_cannot_hold(capsys: pytest.CaptureFixture[str]) -> None:
     """Values without a JSON form are written as their repr; exceptions rendered."""
+
+    class Point:
+        def __structlog__(self) -> dict[str, int]:
+            return {"x": 1}
+
     configure("json")
     try:
         raise ValueError("bad")
     except ValueError:
-        structlog.get_logger().exception("failed", thing=object, data=b"\x00")
+        structlog.get_logger().exception(
+            "failed", thing=object, data=b"\x00", point=Point()
+        )
     [entry] = lines(capsys.readouterr().err)
     assert "<class 'object'>" == entry["thing"]
+    assert {"x": 1} == entry["point"]
     assert "ValueError: bad" in entry["exception"]
     assert "error" == entry["level"]
 
