@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given, settings, strategies as st
 from structlog.testing import capture_logs
 
 import eventkit
@@ -514,3 +515,81 @@ def test_attrs_named_like_structlogs_keys_never_crash(mode: str, name: str) -> N
         finally:
             structlog.reset_defaults()
         assert f"attrs.{name}" in out.getvalue()
+
+
+_KINDS = st.sampled_from(
+    [
+        *("started", "stdout", "stdout", "stderr", "progress", "gap", "error"),
+        *("resource_limit", "result", "completed"),
+    ]
+)
+
+
+@st.composite
+def _mixed_runs(draw: st.DrawFn) -> list[Event]:
+    """Events of up to three runs, interleaved, in any order of time."""
+    events = []
+    for sequence in range(draw(st.integers(0, 40))):
+        kind = draw(_KINDS)
+        attrs: dict[str, Any] = {}
+        if kind == "progress":
+            attrs["percent"] = draw(st.floats(0, 100))
+        elif kind == "gap":
+            attrs.update(first_missing=sequence, last_missing=sequence + 2)
+        elif kind == "resource_limit":
+            attrs["limit"] = "memory"
+        elif kind == "result":
+            attrs.update(exit_code=draw(st.integers(0, 2)), execution_time=0.25)
+        elif kind == "completed" and draw(st.booleans()):
+            attrs["success"] = draw(st.booleans())
+        events.append(
+            ev(
+                kind,
+                draw(st.text(max_size=5)) if kind in ("stdout", "stderr") else "",
+                sequence,
+                run=draw(st.sampled_from("abc")),
+                timestamp=draw(st.floats(0, 100)),
+                **attrs,
+            )
+        )
+    return events
+
+
+@settings(max_examples=300)
+@given(_mixed_runs())
+def test_summaries_are_the_trackers(events: list[Event]) -> None:
+    """Each summary says what SummaryTracker says of the run's events to its end.
+
+    LogSummaries counts output and progress itself and feeds the tracker the
+    rest; the summary is the same as the tracker's fed every event, up to the
+    run's completed (what follows is a straggler).
+    """
+    reference = SummaryTracker()
+    ended: set[str] = set()
+    for event in events:
+        if event.run not in ended and reference.feed(event) is not None:
+            ended.add(event.run)
+    expected = {
+        summary.run: {
+            "run": summary.run,
+            "duration": summary.duration,
+            "exit_code": summary.exit_code,
+            "success": summary.success,
+            "completed": summary.completed,
+            "events": summary.events,
+            "bytes": summary.bytes,
+            "gaps": summary.gaps,
+            "missing": summary.missing,
+            "limits": summary.limits,
+            "errors": len(summary.errors),
+            **({} if summary.percent is None else {"percent": summary.percent}),
+        }
+        for summary in reference.summaries()
+    }
+    logger = RecordingLogger()
+    operator = LogSummaries(logger, SummaryTracker, types=())
+    for event in events:
+        operator.feed([event])
+    operator.flush()
+    logged = {fields["run"]: fields for _, _, fields in logger.calls}
+    assert expected == logged
