@@ -228,7 +228,15 @@ def _untimed(sink: io.StringIO) -> tuple[list[dict[str, Any]], list[str]]:
     return entries, [entry.pop("timestamp") for entry in entries]
 
 
-def test_its_lines_are_structlogs_own() -> None:
+async def _replay_async(logger: Any) -> None:
+    """Log through the async methods, which run in a thread of their own."""
+    log = logger.bind(task="t2")
+    await log.ainfo("async", n=1)
+    await log.awarning("async %s", "args")
+    await log.alog(logging.ERROR, "async by number")
+
+
+async def test_its_lines_are_structlogs_own() -> None:
     """configure()'s leaner loggers and processors write what structlog's would.
 
     structlog's own: its filtering bound logger, add_log_level, an ISO UTC
@@ -255,14 +263,16 @@ def test_its_lines_are_structlogs_own() -> None:
         logger_factory=structlog.WriteLoggerFactory(theirs),
     )
     _replay(structlog.get_logger())
+    await _replay_async(structlog.get_logger())
     ours = io.StringIO()
     configure("json", file=ours)
     structlog.configure(processors=[drop, *structlog.get_config()["processors"]])
     _replay(structlog.get_logger())
+    await _replay_async(structlog.get_logger())
     expected, their_stamps = _untimed(theirs)
     found, our_stamps = _untimed(ours)
     assert all(ISO.fullmatch(stamp) for stamp in their_stamps + our_stamps)
-    assert 39 == len(expected)
+    assert 42 == len(expected)
     assert expected == found
 
 
