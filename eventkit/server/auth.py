@@ -20,6 +20,7 @@ configured (without one any token is accepted anyway), at most
 
 from __future__ import annotations
 
+import collections
 import hmac
 import secrets
 import time
@@ -90,8 +91,10 @@ class Auth:
         self._api_key = api_key
         self.token_ttl = token_ttl
         self._clock = clock
-        #: token -> expiry (Unix time), in issue order.
-        self._tokens: dict[str, float] = {}
+        #: token -> expiry (Unix time), in issue order. Ordered: the oldest
+        #: is found at once, where a dict walks past every entry deleted
+        #: from its front.
+        self._tokens: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     @property
     def open(self) -> bool:
