@@ -76,6 +76,7 @@ from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
+    from ssl import SSLContext
 
     from websockets.asyncio.client import ClientConnection
     from websockets.frames import Frame
@@ -112,6 +113,7 @@ class _WebSocketSource:
         "_read_size",
         "_reconnect",
         "_run",
+        "_ssl",
         "_url",
     )
 
@@ -129,6 +131,7 @@ class _WebSocketSource:
         on_close: OnClose,
         reconnect: tuple[int, float] | None,
         read_size: int,
+        ssl: SSLContext | None,
     ) -> None:
         self._url = url
         self._message = message
@@ -142,6 +145,7 @@ class _WebSocketSource:
         # (max_reconnects, reconnect_backoff), or None for no reconnecting.
         self._reconnect = reconnect
         self._read_size = read_size
+        self._ssl = ssl
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return one_by_one(self.batches())
@@ -217,6 +221,8 @@ class _WebSocketSource:
             yield ending
 
     async def _connect(self) -> ClientConnection:
+        # websockets refuses ssl=None for wss://: the default applies.
+        tls: dict[str, Any] = {} if self._ssl is None else {"ssl": self._ssl}
         ws = await connect(
             self._url,
             additional_headers=self._headers,
@@ -225,11 +231,13 @@ class _WebSocketSource:
             open_timeout=self._open_timeout,
             ping_interval=self._ping[0],
             ping_timeout=self._ping[1],
+            **tls,
         )
-        transport = ws.transport
         # asyncio's socket transports read up to their max_size (256 KiB) at
-        # a time, and websockets parses a whole read at once; TLS transports
-        # and other event loops' have no such attribute and keep their own.
+        # a time, and websockets parses a whole read at once. asyncio's TLS
+        # transports read into a buffer of their own and other event loops'
+        # (uvloop) have no such attribute: they keep their own sizes.
+        transport = ws.transport
         if hasattr(transport, "max_size"):
             transport.max_size = self._read_size
         return ws
@@ -362,6 +370,7 @@ def websocket(
     max_reconnects: int = 5,
     reconnect_backoff: float = 0.2,
     read_size: int = 48 * 1024,
+    ssl: SSLContext | None = None,
 ) -> EventStream:
     """Return a stream of the events of running ``code`` on a HOPX agent.
 
@@ -427,6 +436,9 @@ def websocket(
             as fast (the TCP window is not touched). Applies to ``ws://``
             on asyncio's event loops; ``wss://`` (asyncio's TLS layer) and
             other loops (uvloop) keep their own read sizes.
+        ssl: The TLS context of a ``wss://`` (or ``https://``) agent, to
+            trust a certificate of its own; None for the system's trusted
+            certificates.
 
     Returns:
         A re-iterable stream; nothing connects until it is iterated.
@@ -436,8 +448,8 @@ def websocket(
             https, an unknown ``on_close`` or ``compression``, or a
             ``timeout``, ``max_size`` or ``open_timeout`` that is not
             positive, ``max_reconnects`` below 1, a negative
-            ``reconnect_backoff`` or a ``read_size`` that is not
-            positive.
+            ``reconnect_backoff``, a ``read_size`` that is not positive,
+            or ``ssl`` with a ``ws://`` or ``http://`` URL.
     """
     if on_close not in ("raise", "event"):
         raise ValueError(f"on_close must be 'raise' or 'event', not {on_close!r}")
@@ -459,9 +471,12 @@ def websocket(
             f"reconnect_backoff must be 0 or more, not {reconnect_backoff!r}"
         )
     _check_positive("read_size", read_size)
+    address = agent_url(url)
+    if ssl is not None and not address.startswith("wss://"):
+        raise ValueError(f"ssl applies to wss:// and https:// URLs, not {url!r}")
     headers = {"Authorization": f"Bearer {token}"} if token else None
     source = _WebSocketSource(
-        agent_url(url),
+        address,
         execute_message(
             code,
             language=language,
@@ -479,6 +494,7 @@ def websocket(
         on_close=on_close,
         reconnect=(max_reconnects, reconnect_backoff) if reconnect else None,
         read_size=read_size,
+        ssl=ssl,
     )
     return EventStream(source, ())
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -459,6 +462,7 @@ async def test_silent_server_times_out() -> None:
         ({"open_timeout": float("nan")}, "open_timeout"),
         ({"url": "ftp://127.0.0.1/"}, "scheme"),
         ({"read_size": 0}, "read_size"),
+        ({"ssl": ssl.create_default_context()}, "ssl"),
     ],
 )
 def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
@@ -489,6 +493,43 @@ async def test_read_size_bounds_what_a_waiting_stream_holds(
         sizes = [len(batch) async for batch in batches]
     assert most - 20 < held <= most
     assert 2001 == held + sum(sizes)  # 2,000 outputs and completed
+
+
+@pytest.fixture(scope="module")
+def tls(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """Return a server's TLS context (a certificate of its own) and a client's."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command (Debian package openssl)")
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes"),
+            *("-keyout", str(key), "-out", str(cert), "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(cert))
+    return server, client
+
+
+async def test_a_tls_agent_with_a_certificate_of_its_own(
+    serve_script: Serve, tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    """``ssl`` trusts the agent's certificate; without it the handshake fails first."""
+    server_tls, client_tls = tls
+    server = await serve_script([stdout("a"), RESULT, COMPLETE], ssl=server_tls)
+    url = server.url.replace("ws://", "wss://")
+    events = await read(websocket(url, "1", ssl=client_tls))
+    assert ["started", "stdout", "result", "completed"] == types(events)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await read(websocket(url, "1"))
 
 
 async def test_messages_at_hand_come_in_one_batch(serve_script: Serve) -> None:
