@@ -472,26 +472,37 @@ def test_invalid_arguments(options: dict[str, Any], message: str) -> None:
         websocket(url, "1", **options)
 
 
-@pytest.mark.parametrize(("read_size", "most"), [(4096, 40), (256 * 1024, 256)])
+#: Frames websockets queues before it stops reading (its max_queue).
+QUEUED = 16
+#: A 129-byte output message, and its frame's size.
+MESSAGE = stdout("x" * 50)
+FRAME = len(MESSAGE) + 2
+
+
+@pytest.mark.parametrize(
+    ("read_size", "least", "most"),
+    # More than websockets' queue, at most that and one read (and the frame
+    # the read before cut), or a full batch.
+    [(4096, QUEUED + 1, QUEUED + 4096 // FRAME + 1), (256 * 1024, 256, 256)],
+)
 async def test_read_size_bounds_what_a_waiting_stream_holds(
-    serve_script: Serve, read_size: int, most: int
+    serve_script: Serve, read_size: int, least: int, most: int
 ) -> None:
     """A stream its consumer has not read holds about one read of parsed messages.
 
-    websockets parses a whole read and then stops reading; what it holds is
-    what the next batch takes at once: ~30 of these 130-byte messages for
-    4 KiB reads, a full batch (256) for asyncio's own 256 KiB.
+    websockets reads until it holds more than 16 messages, then stops; what
+    it holds is what the next batch takes at once: at most 16 and one read
+    (31 of these 129-byte frames for 4 KiB reads), or a full batch (256) for
+    asyncio's own 256 KiB.
     """
-    message = stdout("x" * 50)
-    assert 120 < len(message) < 140
-    server = await serve_script([message] * 2000 + [COMPLETE])
+    server = await serve_script([MESSAGE] * 2000 + [COMPLETE])
     stream = websocket(server.url, "1", compression=None, read_size=read_size)
     async with contextlib.aclosing(stream.batches()) as batches:
         assert ["started"] == types(await anext(batches))
         await asyncio.sleep(0.3)  # the server sends everything meanwhile
         held = len(await anext(batches))
         sizes = [len(batch) async for batch in batches]
-    assert most - 20 < held <= most
+    assert least <= held <= most
     assert 2001 == held + sum(sizes)  # 2,000 outputs and completed
 
 
