@@ -8,7 +8,9 @@ format and how it maps onto events are in :mod:`eventkit.protocol.hopx`.
 Failure behaviour:
 
 - **Handshake.** A refused connection raises :exc:`OSError`
-  (:exc:`ConnectionRefusedError`), an HTTP answer other than 101 (401 for a
+  (:exc:`ConnectionRefusedError`), a TLS certificate that is not trusted
+  :exc:`ssl.SSLCertVerificationError` (pass ``ssl`` to trust an agent's own),
+  an HTTP answer other than 101 (401 for a
   bad token, 404 for a wrong path) raises
   :exc:`websockets.exceptions.InvalidStatus` (its ``response.status_code``
   tells which), any other failed upgrade another
