@@ -73,12 +73,12 @@ __all__ = [
 #: Output bytes held for the consumer before the pipes stop being read. The
 #: kernel's pipe buffers then fill, and the child blocks on its next write.
 _HIGH_WATER: Final = 4 * 1024 * 1024
+#: ...and resumed once the consumer has brought it down to this.
+_LOW_WATER: Final = 1024 * 1024
 #: The capacity asked for the output pipes (Linux's default is 64 KiB): as
 #: much as the event loop reads at once, so that a busy writer's output comes
 #: in reads of that size, a quarter of the wake-ups and events.
 _PIPE_SIZE: Final = 256 * 1024
-#: ...and resumed once the consumer has brought it down to this.
-_LOW_WATER: Final = 1024 * 1024
 #: How long output ending inside a line is held for the rest of the line, so
 #: that writes made together come out as one event: print() in unbuffered
 #: Python writes its text and its newline separately. Output ending with a
