@@ -25,7 +25,7 @@ from aiostream.aiter_utils import AsyncIteratorContext
 
 from eventkit._steps import NOT_READY, Ready, abandon, advance
 from eventkit.chain import Chain
-from eventkit.streams import EventStream
+from eventkit.streams import EventStream, at_hand
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from eventkit.events import Event
     from eventkit.operators._base import EventOperator, Operator
 
-__all__ = ["BATCH_LIMIT", "batches", "drive", "events"]
+__all__ = ["BATCH_LIMIT", "batches", "drive", "events", "takes"]
 
 #: The most events gathered into one batch from a source that yields one
 #: event at a time.
@@ -59,6 +59,34 @@ async def events(
         async for batch in out:
             for event in batch:
                 yield event
+
+
+async def takes(
+    source: AsyncIterable[Event],
+) -> AsyncIterator[Callable[[], list[Event]]]:
+    """Yield the events of ``source`` as takes: calls that return the next batch.
+
+    A source with a ``takes()`` method gives its own, which decode what it
+    received only when called; any other is read with :func:`batches`, each
+    batch handed over as it is. Each take is called once, before the next is
+    asked for. Upstream is closed when this ends, however it ends.
+    """
+    while isinstance(source, EventStream) and not source.stages:
+        source = source.source
+    own = getattr(source, "takes", None)
+    if own is None:
+        async with contextlib.aclosing(batches(source)) as held:  # type: ignore[type-var]
+            async for batch in held:
+                yield at_hand(batch)
+        return
+    offered: AsyncIterator[Callable[[], list[Event]]] = own()
+    try:
+        async for take in offered:
+            yield take
+    finally:
+        aclose = getattr(offered, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def batches(source: AsyncIterable[Event]) -> AsyncIterator[list[Event]]:

@@ -13,11 +13,11 @@ import collections
 import contextlib
 from typing import TYPE_CHECKING
 
-from eventkit.driver import BATCH_LIMIT, batches
+from eventkit.driver import BATCH_LIMIT, takes
 from eventkit.streams import EventStream, one_by_one
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator
+    from collections.abc import AsyncIterable, AsyncIterator, Callable
 
     from eventkit.events import Event
 
@@ -25,18 +25,17 @@ __all__ = ["merge"]
 
 
 class _Pump:
-    """One source read in a task of its own, one batch handed over at a time."""
+    """One source read in a task of its own, one take handed over at a time."""
 
-    __slots__ = ("batch", "error", "finished", "source", "taken", "task")
+    __slots__ = ("error", "source", "take", "taken", "task")
 
     def __init__(self, source: AsyncIterable[Event]) -> None:
         self.source = source
-        #: The batch waiting to be taken, if any.
-        self.batch: list[Event] | None = None
-        #: Set when the consumer took :attr:`batch`.
+        #: The take waiting its turn, if any: called, it returns the batch.
+        self.take: Callable[[], list[Event]] | None = None
+        #: Set when the consumer called :attr:`take`.
         self.taken: asyncio.Future[None] | None = None
-        #: Whether the source is done (ended, or failed with :attr:`error`).
-        self.finished = False
+        #: What the source failed with, once it did.
         self.error: Exception | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -57,8 +56,8 @@ class _Merge:
         if not self._sources:
             return
         loop = asyncio.get_running_loop()
-        # Pumps with a batch (or an end) to hand over, in the order they got
-        # it: each source waits until its batch is taken before reading on,
+        # Pumps with a take (or an end) to hand over, in the order they got
+        # it: each source waits until its take is called before reading on,
         # and goes to the back of the line then, so every source gets its turn.
         ready: collections.deque[_Pump] = collections.deque()
         wakeup = asyncio.Event()
@@ -76,9 +75,16 @@ class _Merge:
                 batch: list[Event] = []
                 while ready and len(batch) < BATCH_LIMIT:
                     pump = ready.popleft()
-                    if pump.batch is not None:
-                        batch.extend(pump.batch)
-                        pump.batch = None
+                    if pump.take is not None:
+                        take, pump.take = pump.take, None
+                        try:
+                            # Decoded now, as it is handed over.
+                            batch += take()
+                        except Exception:
+                            # A source failing: what came before goes first.
+                            if batch:
+                                yield batch
+                            raise
                         assert pump.taken is not None
                         pump.taken.set_result(None)
                     elif pump.error is not None:
@@ -101,19 +107,18 @@ class _Merge:
 async def _run(
     pump: _Pump, ready: collections.deque[_Pump], wakeup: asyncio.Event
 ) -> None:
-    """Hand the batches of a source over one at a time, then how it ended."""
+    """Hand the takes of a source over one at a time, then how it ended."""
     loop = asyncio.get_running_loop()
     try:
-        async with contextlib.aclosing(batches(pump.source)) as feed:  # type: ignore[type-var]
-            async for batch in feed:
-                pump.batch = batch
+        async with contextlib.aclosing(takes(pump.source)) as feed:  # type: ignore[type-var]
+            async for take in feed:
+                pump.take = take
                 pump.taken = loop.create_future()
                 ready.append(pump)
                 wakeup.set()
                 await pump.taken
     except Exception as exc:
         pump.error = exc
-    pump.finished = True
     ready.append(pump)
     wakeup.set()
 
@@ -129,6 +134,11 @@ def merge(*sources: AsyncIterable[Event]) -> EventStream:
     batch at a time and reads on only once it was taken, then waits its turn
     behind the others: a fast source cannot run ahead of a slow consumer,
     nor crowd out the other sources.
+
+    A source that offers takes (see :func:`eventkit.driver.takes`; the
+    WebSocket source does) decodes its batch only as the merge hands it
+    over: while it waits its turn it holds its messages as received, so a
+    thousand waiting streams cost about what a thousand bare clients do.
 
     Example::
 

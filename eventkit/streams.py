@@ -109,6 +109,15 @@ class EventStream(Stream["Event"]):
     eventkit source does. Other async iterables are read event by event,
     every event already at hand gathered into one batch.
 
+    **Takes.** A source may also offer ``takes()``: an async iterator of
+    *takes*, calls without arguments that each return the next batch (maybe
+    empty), yielded as soon as something is at hand. A take does its work
+    (decoding, say) when called, and is called once, before the next is
+    asked for. :func:`eventkit.merge` calls a source's take only when the
+    batch is handed over, so a source waiting its turn holds what it
+    received as it came, nothing decoded. The WebSocket source offers takes;
+    :func:`eventkit.driver.takes` reads any source as takes.
+
     Attributes:
         source: Where the events come from.
         stages: The eventkit stages applied to it, in order.
@@ -161,6 +170,15 @@ async def one_by_one(batches: AsyncIterator[list[Event]]) -> AsyncIterator[Event
         async for batch in held:
             for event in batch:
                 yield event
+
+
+def at_hand(batch: list[Event]) -> Callable[[], list[Event]]:
+    """Return a take (see :class:`EventStream`) of ``batch``, already at hand."""
+
+    def take() -> list[Event]:
+        return batch
+
+    return take
 
 
 async def _nothing() -> AsyncIterator[Event]:

@@ -10,11 +10,12 @@ import pytest
 
 import eventkit
 from eventkit import pipe, sinks, sources
+from eventkit.driver import takes
 from tests.factories import out
 from tests.scripted import WAIT, Failing, Source, collect
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from eventkit import Event
 
@@ -120,3 +121,67 @@ async def test_pipe_and_stream_forms() -> None:
 async def test_merging_nothing() -> None:
     """A merge of no source is empty."""
     assert [] == await collect(eventkit.merge())
+
+
+class Taking:
+    """A source offering takes: it records which were called, and when."""
+
+    def __init__(self, batches: list[list[Event] | Exception]) -> None:
+        self.script = batches
+        #: The indexes of the takes called so far.
+        self.called: list[int] = []
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        raise AssertionError("a source with takes() is not read event by event")
+
+    async def takes(self) -> AsyncIterator[Callable[[], list[Event]]]:
+        try:
+            for index, item in enumerate(self.script):
+
+                def take(index: int = index, item: object = item) -> list[Event]:
+                    self.called.append(index)
+                    if isinstance(item, Exception):
+                        raise item
+                    assert isinstance(item, list)
+                    return item
+
+                yield take
+                # The contract: each take is called before the next is asked.
+                assert index == self.called[-1]
+        finally:
+            self.closed = True
+
+
+async def test_a_source_with_takes_decodes_only_what_is_handed_over() -> None:
+    """The merge calls a take as it hands the batch over, not while it waits."""
+    source = Taking([[out(0)], [out(1)], [out(2)]])
+    async with contextlib.aclosing(eventkit.merge(source).batches()) as merged:
+        assert [out(0)] == await anext(merged)
+        await asyncio.sleep(0.01)  # the source's next take is ready meanwhile
+        assert [0] == source.called
+        assert [out(1)] == await anext(merged)
+        assert [0, 1] == source.called
+    assert source.closed
+
+
+async def test_a_failing_take_ends_the_merge_after_the_events_before() -> None:
+    """A take that raises is the source failing: the events before it come first."""
+    boom = Failing("frame broke")
+    failing = Taking([[out(0, run="f")], boom])
+    waiting = Source([out(0, run="w"), WAIT])
+    sink = sinks.collect()
+    with pytest.raises(Failing) as caught:
+        await eventkit.run(eventkit.merge(failing, waiting), sink=sink)
+    assert boom is caught.value
+    assert [out(0, run="f")] == by_run(sink.events)["f"]
+    assert failing.closed
+    assert waiting.closed
+
+
+async def test_takes_of_a_source_without_them_hand_its_batches_over() -> None:
+    """Any source reads as takes: each returns the next batch, as it was read."""
+    events = [out(i) for i in range(3)]
+    async with contextlib.aclosing(takes(sources.iterate(events))) as offered:
+        got = [event async for take in offered for event in take()]
+    assert events == got

@@ -59,6 +59,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import functools
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import connect
@@ -74,7 +76,7 @@ from eventkit.protocol.hopx import (
     resume_message,
 )
 from eventkit.stats import source_stats
-from eventkit.streams import EventStream, one_by_one
+from eventkit.streams import EventStream, at_hand, one_by_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -154,6 +156,20 @@ class _WebSocketSource:
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Run the code once; yield the events of every message at hand, in order."""
+        async with contextlib.aclosing(self.takes()) as takes:  # type: ignore[type-var]
+            async for take in takes:
+                batch = take()
+                if batch:
+                    yield batch
+
+    async def takes(self) -> AsyncIterator[Callable[[], list[Event]]]:
+        """Run the code once; yield a take each time a message is at hand.
+
+        A take decodes, when called, every message received by then (up to
+        256): a consumer that waits before it calls holds the messages as
+        websockets received them, never decoded. Each take is called once,
+        before the next is asked for.
+        """
         stats = source_stats("websocket")
         decoder = HopxDecoder(self._run, resumable=self._reconnect is not None)
         receive_all = decoder.receive_all
@@ -172,7 +188,7 @@ class _WebSocketSource:
             except ConnectionClosed as exc:
                 ending = self._ending(decoder, exc, stats)
             else:
-                yield decoder.start()
+                yield at_hand(decoder.start())
                 # Reconnections in a row without progress (a new frame)
                 # between, and the last frame received at the last cut.
                 attempts = 0
@@ -184,20 +200,15 @@ class _WebSocketSource:
                     take_ready = _ready_messages(ws)
                     closed: ConnectionClosed | None = None
                     try:
-                        received: list[Buffer] = [await recv(False)]
+                        first = await recv(False)
                     except ConnectionClosed as exc:
                         closed = exc
                     else:
-                        # Then every message already received, without
-                        # waiting: decoded together, one trip through the
-                        # pipeline.
-                        received += take_ready(_BATCH_FRAMES - 1)
-                        stats.frames += len(received)
-                        batch = receive_all(received)
+                        yield functools.partial(
+                            _decode_at_hand, first, take_ready, receive_all, stats
+                        )
                         if decoder.server_sequence != mark:
                             attempts, mark = 0, decoder.server_sequence
-                        if batch:
-                            yield batch
                         if decoder.finished:
                             return
                     if closed is not None:
@@ -220,7 +231,7 @@ class _WebSocketSource:
                 stats.invalid_frames += decoder.invalid_frames
         # Yielded once the connection is closed, not while it lingers.
         if ending:
-            yield ending
+            yield at_hand(ending)
 
     async def _connect(self) -> ClientConnection:
         # websockets refuses ssl=None for wss://: the default applies.
@@ -329,6 +340,22 @@ def _ready_messages(
         return taken
 
     return take
+
+
+def _decode_at_hand(
+    first: Buffer,
+    take_ready: Callable[[int], list[Buffer]],
+    receive_all: Callable[[list[Buffer]], list[Event]],
+    stats: SourceStats,
+) -> list[Event]:
+    """Decode ``first`` and every message received since, without waiting.
+
+    Decoded together: one trip through the pipeline.
+    """
+    received = take_ready(_BATCH_FRAMES - 1)
+    received.insert(0, first)
+    stats.frames += len(received)
+    return receive_all(received)
 
 
 def _nothing_ready(most: int) -> list[Buffer]:

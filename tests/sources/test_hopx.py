@@ -21,10 +21,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import eventkit
 from eventkit import sinks
+from eventkit.driver import takes
 from eventkit.exceptions import StreamClosedError
 from eventkit.protocol.hopx import execute_message
 from eventkit.sources import hopx as hopx_source
 from eventkit.sources.hopx import websocket
+from eventkit.stats import source_stats
 from tests.polling import until
 
 if TYPE_CHECKING:
@@ -504,6 +506,47 @@ async def test_read_size_bounds_what_a_waiting_stream_holds(
         sizes = [len(batch) async for batch in batches]
     assert least <= held <= most
     assert 2001 == held + sum(sizes)  # 2,000 outputs and completed
+
+
+async def test_a_take_decodes_only_when_called(serve_script: Serve) -> None:
+    """A take is handed over as a message arrives, and decodes what came by its call.
+
+    What lets a merge leave a stream waiting its turn with its messages as
+    websockets received them, never decoded meanwhile.
+    """
+    stats = source_stats("websocket")
+    server = await serve_script([MESSAGE] * 2000 + [COMPLETE])
+    stream = websocket(server.url, "1", compression=None)
+    async with contextlib.aclosing(takes(stream)) as offered:
+        assert ["started"] == types((await anext(offered))())
+        take = await anext(offered)
+        decoded = stats.frames
+        await asyncio.sleep(0.3)  # the server sends everything meanwhile
+        assert decoded == stats.frames
+        held = take()
+        assert decoded + len(held) == stats.frames
+        rest = [len(take()) async for take in offered]
+    # Every message of one read at hand by the call: a full batch.
+    assert 256 == len(held)
+    assert 2001 == len(held) + sum(rest)
+
+
+async def test_a_stream_waiting_in_a_merge_holds_nothing_decoded(
+    serve_script: Serve,
+) -> None:
+    """Streams merged decode a message only as the merge hands its event over."""
+    stats = source_stats("websocket")
+    servers = [await serve_script([MESSAGE] * 1000 + [COMPLETE]) for _ in range(3)]
+    streams = [websocket(server.url, "1", compression=None) for server in servers]
+    before = stats.frames
+    handed = 0
+    async with contextlib.aclosing(eventkit.merge(*streams).batches()) as merged:
+        async for batch in merged:
+            # Every message but the started event's.
+            handed += sum(event.type != "started" for event in batch)
+            await asyncio.sleep(0.05)  # a slow consumer: the servers run ahead
+            assert before + handed == stats.frames
+    assert 3003 == handed  # 3 x (1,000 outputs and completed)
 
 
 @pytest.fixture(scope="module")
