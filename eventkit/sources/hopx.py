@@ -91,7 +91,7 @@ if TYPE_CHECKING:
 __all__ = ["websocket"]
 
 #: The most messages decoded into one batch.
-_BATCH_FRAMES: Final = 256
+_BATCH_FRAMES: Final = 512
 #: Close codes with a name of their own in the errors.
 _MESSAGE_TOO_BIG: Final = 1009
 _ABNORMAL_CLOSURE: Final = 1006
@@ -166,7 +166,7 @@ class _WebSocketSource:
         """Run the code once; yield a take each time a message is at hand.
 
         A take decodes, when called, every message received by then (up to
-        256): a consumer that waits before it calls holds the messages as
+        512): a consumer that waits before it calls holds the messages as
         websockets received them, never decoded. Each take is called once,
         before the next is asked for.
         """
