@@ -163,6 +163,9 @@ _LEVEL_NAMES: Final = {
     logging.CRITICAL: "critical",
 }
 _BOUND_LOGGER_CLASSES: dict[int, type[FilteringBoundLogger]] = {}
+#: What a renderer may return. A tuple: ``str | bytes | bytearray`` would make
+#: a union object at every line (90 ns).
+_RENDERED: Final = (str, bytes, bytearray)
 
 
 def _level_method(name: str, structlogs: Callable[..., Any]) -> Callable[..., Any]:
@@ -195,7 +198,7 @@ def _process_event(
         event_dict["event"] = event
     for processor in self._processors:
         event_dict = processor(self._logger, method_name, event_dict)
-    if isinstance(event_dict, str | bytes | bytearray):
+    if isinstance(event_dict, _RENDERED):
         return (event_dict,), {}
     if isinstance(event_dict, tuple):
         return event_dict
