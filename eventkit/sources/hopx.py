@@ -246,13 +246,9 @@ class _WebSocketSource:
             ping_timeout=self._ping[1],
             **tls,
         )
-        # asyncio's socket transports read up to their max_size (256 KiB) at
-        # a time, and websockets parses a whole read at once. asyncio's TLS
-        # transports read into a buffer of their own and other event loops'
-        # (uvloop) have no such attribute: they keep their own sizes.
-        transport = ws.transport
-        if hasattr(transport, "max_size"):
-            transport.max_size = self._read_size
+        # asyncio's transports read up to 256 KiB at a time, and websockets
+        # parses a whole read at once.
+        _bound_reads(ws.transport, self._read_size)
         return ws
 
     async def _resume(
@@ -298,6 +294,31 @@ class _WebSocketSource:
         if self._on_close == "raise":
             raise StreamClosedError(code, reason) from closed
         return decoder.abort(reason, code)
+
+
+def _bound_reads(transport: Any, size: int) -> None:
+    """Have asyncio's ``transport`` hand websockets at most about ``size`` bytes a read.
+
+    A plain socket transport reads up to its ``max_size``. A TLS transport
+    reads the socket into its protocol's buffer (``_ssl_buffer``, 256 KiB,
+    whatever ``max_size`` says once allocated), keeps reading it while
+    websockets is paused up to its read buffer's high-water mark (256 KiB),
+    then hands over all it decrypted at once: its ``max_size``, its buffer
+    and the mark are all set to ``size``. Where these attributes are
+    missing (another event loop, such as uvloop, or another Python), the
+    transport keeps its own sizes (``tests/sources/test_hopx.py`` fails
+    first).
+    """
+    if hasattr(transport, "max_size"):
+        transport.max_size = size
+        return
+    tls: Any = getattr(transport, "_ssl_protocol", None)
+    if not isinstance(getattr(tls, "_ssl_buffer", None), bytearray):
+        return
+    tls.max_size = size
+    tls._ssl_buffer = bytearray(size)
+    tls._ssl_buffer_view = memoryview(tls._ssl_buffer)
+    transport.set_read_buffer_limits(high=size)
 
 
 def _ready_messages(
@@ -458,13 +479,13 @@ def websocket(
             websockets parses a whole read into frames at once and holds
             them until they are read, so this bounds what a stream holds
             in memory while its consumer is busy elsewhere, as when
-            following many streams. asyncio's own 256 KiB held a whole
-            stream at 1,000 streams in ``make bench fanin``, 130-200 KiB
-            a stream above bare websockets clients; with 48 KiB, 11-90
-            KiB (median 49 over nine runs), and a single busy stream is
-            as fast (the TCP window is not touched). Applies to ``ws://``
-            on asyncio's event loops; ``wss://`` (asyncio's TLS layer) and
-            other loops (uvloop) keep their own read sizes.
+            following many streams: asyncio's own 256 KiB held a whole
+            stream at 1,000 streams in ``make bench fanin``, 130-200 KiB a
+            stream above bare websockets clients; with 48 KiB, less than
+            bare clients, and a single busy stream is as fast (the TCP
+            window is not touched). Applies on asyncio's event loops, to
+            ``ws://`` and ``wss://``; other loops (uvloop) keep their own
+            read sizes.
         ssl: The TLS context of a ``wss://`` (or ``https://``) agent, to
             trust a certificate of its own; None for the system's trusted
             certificates.

@@ -578,6 +578,37 @@ def tls(
     return server, client
 
 
+@pytest.mark.parametrize(
+    ("read_size", "least", "most"),
+    # As over plain TCP, but TLS hands over what it decrypted while websockets
+    # was paused too: up to its read buffer's high-water mark (one read)
+    # besides the read in hand.
+    [
+        (4096, QUEUED + 1, QUEUED + 2 * 4096 // FRAME + 1),
+        (256 * 1024, QUEUED + 2 * 4096 // FRAME + 2, 512),
+    ],
+)
+async def test_read_size_bounds_what_a_waiting_tls_stream_holds(
+    serve_script: Serve,
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+    read_size: int,
+    least: int,
+    most: int,
+) -> None:
+    """A ``wss://`` stream its consumer has not read holds about one read too."""
+    server_tls, client_tls = tls
+    server = await serve_script([MESSAGE] * 2000 + [COMPLETE], ssl=server_tls)
+    url = server.url.replace("ws://", "wss://")
+    stream = websocket(url, "1", compression=None, read_size=read_size, ssl=client_tls)
+    async with contextlib.aclosing(stream.batches()) as batches:
+        assert ["started"] == types(await anext(batches))
+        await asyncio.sleep(0.3)  # the server sends everything meanwhile
+        held = len(await anext(batches))
+        sizes = [len(batch) async for batch in batches]
+    assert least <= held <= most
+    assert 2001 == held + sum(sizes)
+
+
 async def test_a_tls_agent_with_a_certificate_of_its_own(
     serve_script: Serve, tls: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:
