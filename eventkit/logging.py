@@ -57,20 +57,25 @@ class _LevelTimeAndTraceback:
     __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        # (second, its formatted date and time), in one attribute so that
-        # threads logging at once never pair a second with another's text.
-        self._cached = (-1, "")
+        # (the digits of a second, its formatted date and time), in one
+        # attribute so that threads logging at once never pair a second
+        # with another's text.
+        self._cached = ("", "")
 
     def __call__(
         self, logger: WrappedLogger, method: str, event_dict: EventDict
     ) -> EventDict:
         event_dict["level"] = _LEVEL_OF_METHOD.get(method, method)
-        second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+        # Cut from the digits of the time in nanoseconds: the seconds, then
+        # nine digits, leading zeros kept, of which the microseconds are the
+        # first six. Cheaper than dividing and formatting numbers.
+        now = str(time.time_ns())
+        second = now[:-9]
         cached_second, prefix = self._cached
         if second != cached_second:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(int(second)))
             self._cached = (second, prefix)
-        event_dict["timestamp"] = f"{prefix}{micros:06d}Z"
+        event_dict["timestamp"] = prefix + now[-9:-3] + "Z"
         if "exc_info" in event_dict:
             return structlog.processors.format_exc_info(logger, method, event_dict)
         return event_dict

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -52,6 +53,31 @@ RUN = [
     ev("result", "", 3, exit_code=3, execution_time=0.25),
     ev("completed", "", 4, success=False),
 ]
+
+
+@pytest.mark.parametrize(
+    "nanoseconds",
+    # Microseconds with leading zeros, truncated not rounded; the next
+    # second; a second ending in zeros.
+    [1_764_928_000_000_123_999, 1_764_928_001_999_999_999, 1_764_928_000_000_000_000],
+)
+def test_timestamps_to_the_microsecond(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    nanoseconds: int,
+) -> None:
+    """The timestamp is the time in UTC, to the microsecond, truncated."""
+    configure("json")
+    log = structlog.get_logger("eventkit")
+    log.info("before")  # the date and time of the real second are cached
+    monkeypatch.setattr(time, "time_ns", lambda: nanoseconds)
+    log.info("then")
+    [_, entry] = lines(capsys.readouterr().err)
+    seconds, remainder = divmod(nanoseconds, 1_000_000_000)
+    when = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(
+        microsecond=remainder // 1000
+    )
+    assert when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") == entry["timestamp"]
 
 
 def test_json_lines_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
