@@ -8,9 +8,10 @@ if it stops being one).
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
-from typing import Any, assert_type
+from typing import TYPE_CHECKING, Any, assert_type
 
 import aiostream
 from aiostream.core import Stream
@@ -28,6 +29,9 @@ from eventkit import (
     sources,
     stream,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 
 def same(event: Event, *_: Event) -> Event:
@@ -136,6 +140,40 @@ async def watch(events: list[Event]) -> None:
     await eventkit.run(tapped, pipe.only("stdout"), board.watch(), sink=board)
     assert_type(stream.tap(sources.iterate(events), sinks.collect()), EventStream)
     await board.stop()
+
+
+class Decoding:
+    """A source offering takes: what it received is decoded when a take is called."""
+
+    def __init__(self, received: list[bytes]) -> None:
+        self.received = received
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self.events()
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for take in self.takes():
+            for event in take():
+                yield event
+
+    async def takes(self) -> AsyncIterator[Callable[[], list[Event]]]:
+        for message in self.received:
+            yield functools.partial(decode, message)
+
+
+def decode(message: bytes) -> list[Event]:
+    """Decode one message received."""
+    return [Event(type="stdout", data=message.decode())]
+
+
+async def fan_in(urls: list[str], received: list[bytes]) -> None:
+    """Many sources merged; any source read as takes."""
+    merged = eventkit.merge(*(sources.websocket(url, "print(1)") for url in urls))
+    assert_type(merged, EventStream)
+    both = eventkit.merge(merged, Decoding(received))
+    await eventkit.run(both, pipe.track_progress(), sink=sinks.collect())
+    async for take in eventkit.driver.takes(Decoding(received)):
+        assert_type(take(), list[Event])
 
 
 def read(event: Event) -> None:
