@@ -80,13 +80,9 @@ async def takes(
                 yield at_hand(batch)
         return
     offered: AsyncIterator[Callable[[], list[Event]]] = own()
-    try:
+    async with _closing(offered):
         async for take in offered:
             yield take
-    finally:
-        aclose = getattr(offered, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 async def batches(source: AsyncIterable[Event]) -> AsyncIterator[list[Event]]:
@@ -111,14 +107,10 @@ async def batches(source: AsyncIterable[Event]) -> AsyncIterator[list[Event]]:
     own = getattr(source, "batches", None)
     if own is not None:
         offered: AsyncIterator[list[Event]] = own()
-        try:
+        async with _closing(offered):
             async for batch in offered:
                 if batch:
                     yield batch
-        finally:
-            aclose = getattr(offered, "aclose", None)
-            if aclose is not None:
-                await aclose()
         return
     iterator = aiter(source)
     if isinstance(iterator, AsyncIteratorContext):
@@ -130,10 +122,19 @@ async def batches(source: AsyncIterable[Event]) -> AsyncIterator[list[Event]]:
             async for batch in gathered:
                 yield batch
         return
+    async with (
+        _closing(iterator),
+        contextlib.aclosing(_gathered(iterator)) as gathered,  # type: ignore[type-var]
+    ):
+        async for batch in gathered:
+            yield batch
+
+
+@contextlib.asynccontextmanager
+async def _closing(iterator: AsyncIterator[Any]) -> AsyncIterator[None]:
+    """Close ``iterator`` on the way out, if it can be: any async iterator."""
     try:
-        async with contextlib.aclosing(_gathered(iterator)) as gathered:  # type: ignore[type-var]
-            async for batch in gathered:
-                yield batch
+        yield
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:

@@ -482,27 +482,40 @@ FRAME = len(MESSAGE) + 2
 
 
 @pytest.mark.parametrize(
-    ("read_size", "least", "most"),
+    ("scheme", "read_size", "least", "most"),
     # More than websockets' queue, at most that and one read (and the frame
     # the read before cut); with 256 KiB reads more than that, up to a full
-    # batch.
+    # batch. TLS hands over too what it decrypted while websockets was
+    # paused, up to its read buffer's high-water mark: one read more.
     [
-        (4096, QUEUED + 1, QUEUED + 4096 // FRAME + 1),
-        (256 * 1024, QUEUED + 4096 // FRAME + 2, 512),
+        ("ws", 4096, QUEUED + 1, QUEUED + 4096 // FRAME + 1),
+        ("ws", 256 * 1024, QUEUED + 4096 // FRAME + 2, 512),
+        ("wss", 4096, QUEUED + 1, QUEUED + 2 * 4096 // FRAME + 1),
+        ("wss", 256 * 1024, QUEUED + 2 * 4096 // FRAME + 2, 512),
     ],
 )
 async def test_read_size_bounds_what_a_waiting_stream_holds(
-    serve_script: Serve, read_size: int, least: int, most: int
+    serve_script: Serve,
+    request: pytest.FixtureRequest,
+    scheme: str,
+    read_size: int,
+    least: int,
+    most: int,
 ) -> None:
     """A stream its consumer has not read holds about one read of parsed messages.
 
     websockets reads until it holds more than 16 messages, then stops; what
     it holds is what the next batch takes at once: at most 16 and one read
     (31 of these 129-byte frames for 4 KiB reads), or with asyncio's own
-    256 KiB, whatever had come, usually a full batch (512).
+    256 KiB, whatever had come, usually a full batch (512). ``wss://`` too.
     """
-    server = await serve_script([MESSAGE] * 2000 + [COMPLETE])
-    stream = websocket(server.url, "1", compression=None, read_size=read_size)
+    options: dict[str, Any] = {}
+    server_options: dict[str, Any] = {}
+    if scheme == "wss":
+        server_options["ssl"], options["ssl"] = request.getfixturevalue("tls")
+    server = await serve_script([MESSAGE] * 2000 + [COMPLETE], **server_options)
+    url = server.url.replace("ws://", f"{scheme}://")
+    stream = websocket(url, "1", compression=None, read_size=read_size, **options)
     async with contextlib.aclosing(stream.batches()) as batches:
         assert ["started"] == types(await anext(batches))
         await asyncio.sleep(0.3)  # the server sends everything meanwhile
@@ -576,37 +589,6 @@ def tls(
     server.load_cert_chain(cert, key)
     client = ssl.create_default_context(cafile=str(cert))
     return server, client
-
-
-@pytest.mark.parametrize(
-    ("read_size", "least", "most"),
-    # As over plain TCP, but TLS hands over what it decrypted while websockets
-    # was paused too: up to its read buffer's high-water mark (one read)
-    # besides the read in hand.
-    [
-        (4096, QUEUED + 1, QUEUED + 2 * 4096 // FRAME + 1),
-        (256 * 1024, QUEUED + 2 * 4096 // FRAME + 2, 512),
-    ],
-)
-async def test_read_size_bounds_what_a_waiting_tls_stream_holds(
-    serve_script: Serve,
-    tls: tuple[ssl.SSLContext, ssl.SSLContext],
-    read_size: int,
-    least: int,
-    most: int,
-) -> None:
-    """A ``wss://`` stream its consumer has not read holds about one read too."""
-    server_tls, client_tls = tls
-    server = await serve_script([MESSAGE] * 2000 + [COMPLETE], ssl=server_tls)
-    url = server.url.replace("ws://", "wss://")
-    stream = websocket(url, "1", compression=None, read_size=read_size, ssl=client_tls)
-    async with contextlib.aclosing(stream.batches()) as batches:
-        assert ["started"] == types(await anext(batches))
-        await asyncio.sleep(0.3)  # the server sends everything meanwhile
-        held = len(await anext(batches))
-        sizes = [len(batch) async for batch in batches]
-    assert least <= held <= most
-    assert 2001 == held + sum(sizes)
 
 
 async def test_a_tls_agent_with_a_certificate_of_its_own(
